@@ -1,0 +1,125 @@
+//! HTTP pieces every service shares: the API's error type, a JSON extractor whose rejections use
+//! that error format, and the operational routes `/healthz`, `/readyz` and `/metrics`.
+
+use axum::{
+    Json, Router,
+    extract::{FromRequest, Request, State, rejection::JsonRejection},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use rdkafka::producer::{FutureProducer, Producer};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use sqlx::PgPool;
+use std::time::Duration;
+
+use crate::metrics::Metrics;
+
+/// What a request can end in besides success. Client errors name the problem; server errors
+/// are logged with their cause and answered with an opaque message.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        ApiError::Internal(error.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let message = match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(error.message = format!("{cause:#}"), "request failed");
+                "internal error".to_string()
+            }
+            other => other.to_string(),
+        };
+        (status, Json(json!({ "error": code, "message": message }))).into_response()
+    }
+}
+
+/// `Json<T>` whose rejections (wrong content type, malformed JSON, wrong shape) are API errors.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::Unprocessable(e.body_text())),
+            Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
+        }
+    }
+}
+
+/// What the operational routes look at.
+#[derive(Clone)]
+pub struct Probes {
+    pub pool: PgPool,
+    pub producer: FutureProducer,
+    pub metrics: Metrics,
+}
+
+/// `/healthz` (the process answers), `/readyz` (database and Kafka reachable), `/metrics`.
+pub fn operational_routes(probes: Probes) -> Router {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(probes)
+}
+
+async fn ready(State(probes): State<Probes>) -> Response {
+    let database = sqlx::query("SELECT 1").execute(&probes.pool).await.is_ok();
+    let producer = probes.producer.clone();
+    let kafka = tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(None, Duration::from_secs(2))
+            .is_ok()
+    })
+    .await
+    .unwrap_or(false);
+    let status = if database && kafka {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "database": database, "kafka": kafka })),
+    )
+        .into_response()
+}
+
+async fn metrics(State(probes): State<Probes>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        probes.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,87 @@
+//! Kafka clients configured once: an idempotent producer (`acks=all`), a consumer that never
+//! stores offsets by itself, and topic creation for a fresh broker. Settings given as
+//! `RDKAFKA_*` variables are applied last, so they override these defaults.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::{
+    ClientConfig,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    config::FromClientConfig,
+    consumer::StreamConsumer,
+    producer::FutureProducer,
+    types::RDKafkaErrorCode,
+};
+
+use crate::config::KafkaConfig;
+
+fn client<T: FromClientConfig>(
+    config: &KafkaConfig,
+    defaults: &[(&str, &str)],
+) -> anyhow::Result<T> {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &config.bootstrap);
+    for (key, value) in defaults {
+        client.set(*key, *value);
+    }
+    for (key, value) in &config.extra {
+        client.set(key, value);
+    }
+    client
+        .create()
+        .with_context(|| format!("cannot create Kafka client for {}", config.bootstrap))
+}
+
+/// Idempotence keeps retries from duplicating or reordering a partition's messages.
+pub fn producer(config: &KafkaConfig) -> anyhow::Result<FutureProducer> {
+    client(
+        config,
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "1"),
+            ("message.timeout.ms", "10000"),
+        ],
+    )
+}
+
+/// Offsets are stored by the consumer loop only after the database commit; the background
+/// committer then commits what was stored (the at-least-once pattern of rust-rdkafka).
+pub fn consumer(config: &KafkaConfig) -> anyhow::Result<StreamConsumer> {
+    client(
+        config,
+        &[
+            ("group.id", &config.group_id),
+            ("enable.auto.commit", "true"),
+            ("auto.commit.interval.ms", "500"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("session.timeout.ms", "10000"),
+            ("fetch.wait.max.ms", "10"),
+        ],
+    )
+}
+
+/// Creates the saga topic and the dead-letter topic if they are missing.
+pub async fn ensure_topics(config: &KafkaConfig) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client(config, &[])?;
+    let topics = [
+        NewTopic::new(&config.topic, config.partitions, TopicReplication::Fixed(1)),
+        NewTopic::new(&config.dead_letter_topic, 1, TopicReplication::Fixed(1)),
+    ];
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(&topics, &options)
+        .await
+        .with_context(|| format!("cannot reach Kafka at {}", config.bootstrap))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => anyhow::bail!("cannot create topic {topic}: {code}"),
+        }
+    }
+    Ok(())
+}

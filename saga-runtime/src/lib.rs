@@ -1,0 +1,24 @@
+//! The messaging machinery every service shares, written once (SPEC §4 rule 6):
+//!
+//! - [`outbox`]: events are written in the same database transaction as the state change that
+//!   causes them, and a relay publishes them with an idempotent producer, woken by the commit.
+//! - [`inbox`] and [`consumer`]: each consumed event is applied at most once, in one transaction
+//!   with its effects; offsets are stored only after that transaction commits, so a crash
+//!   anywhere loses nothing and applies nothing twice.
+//! - [`http`], [`metrics`], [`telemetry`], [`config`]: the parts of a service that are not its
+//!   domain, and [`service::run`], which starts them all and stops them gracefully.
+
+pub mod config;
+pub mod consumer;
+pub mod db;
+pub mod http;
+pub mod inbox;
+pub mod input;
+pub mod kafka;
+pub mod metrics;
+pub mod outbox;
+pub mod service;
+pub mod telemetry;
+
+pub use consumer::{EventHandler, Outcome};
+pub use service::{Service, ServiceContext, run};

@@ -1,0 +1,155 @@
+//! The transactional outbox and its relay.
+//!
+//! [`append`] writes an event in the caller's transaction, so the event exists if and only if
+//! the state change that caused it committed. [`relay`] publishes the rows in id order and
+//! deletes them once Kafka has acknowledged them (`acks=all`): a crash between the two publishes
+//! a row again, which the consumers' inboxes absorb. The relay is woken by the commit (a NOTIFY
+//! from the table's trigger) and also polls now and then in case a notification was missed.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use common_events::Envelope;
+use futures::future::try_join_all;
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+    util::Timeout,
+};
+use sqlx::{PgConnection, PgPool, postgres::PgListener};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+const BATCH: i64 = 500;
+const POLL_FALLBACK: Duration = Duration::from_secs(1);
+/// Any constant works: it names the one lock that lets a single relay publish at a time.
+const RELAY_LOCK: i64 = 0x0075_7462_6f78;
+
+/// Writes `event` to the outbox inside the caller's transaction.
+pub async fn append(conn: &mut PgConnection, event: &Envelope) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (order_id, event_id, event_type, payload) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(event.order_id)
+    .bind(event.event_id)
+    .bind(event.event.event_type())
+    .bind(event.to_json())
+    .execute(conn)
+    .await
+    .context("cannot write event to outbox")?;
+    Ok(())
+}
+
+/// Publishes the outbox until `shutdown`, then publishes what is left and returns.
+pub async fn relay(
+    pool: PgPool,
+    producer: FutureProducer,
+    topic: String,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut listener = PgListener::connect_with(&pool)
+        .await
+        .context("cannot listen for outbox notifications")?;
+    listener
+        .listen("outbox")
+        .await
+        .context("cannot LISTEN outbox")?;
+    let mut failures = 0u32;
+    loop {
+        match publish_batch(&pool, &producer, &topic, &metrics).await {
+            Ok(published) => {
+                failures = 0;
+                if published == BATCH as usize {
+                    continue;
+                }
+                if shutdown.is_cancelled() {
+                    return Ok(());
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = listener.recv() => {}
+                    _ = tokio::time::sleep(POLL_FALLBACK) => {}
+                }
+            }
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(
+                    error.message = format!("{error:#}"),
+                    failures,
+                    "outbox relay failed, retrying"
+                );
+                if shutdown.is_cancelled() && failures >= 3 {
+                    // The rows stay in the outbox and go out at the next start.
+                    return Err(error.context("outbox relay gave up at shutdown"));
+                }
+                tokio::time::sleep(backoff(failures)).await;
+            }
+        }
+    }
+}
+
+/// Exponential backoff from 100 ms up to 5 s.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << attempt.min(6)).min(5_000))
+}
+
+async fn publish_batch(
+    pool: &PgPool,
+    producer: &FutureProducer,
+    topic: &str,
+    metrics: &Metrics,
+) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await?;
+    // With two instances of a service, two relays publishing at once could reorder a saga's
+    // events; the transaction-scoped lock lets one publish while the other waits.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(RELAY_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let rows: Vec<(i64, i64, uuid::Uuid, String, String)> = sqlx::query_as(
+        "SELECT id, order_id, event_id, event_type, payload FROM outbox ORDER BY id LIMIT $1",
+    )
+    .bind(BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        metrics.outbox_backlog.set(0);
+        return Ok(0);
+    }
+    let sends = rows
+        .iter()
+        .map(|(_, order_id, event_id, event_type, payload)| {
+            let key = order_id.to_string();
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "type",
+                value: Some(event_type.as_str()),
+            });
+            async move {
+                let record = FutureRecord::to(topic)
+                    .key(&key)
+                    .payload(payload)
+                    .headers(headers);
+                producer
+                    .send(record, Timeout::After(Duration::from_secs(15)))
+                    .await
+                    .map_err(|(error, _)| error)
+                    .with_context(|| {
+                        format!("cannot publish {event_type} {event_id} of order {order_id}")
+                    })
+            }
+        });
+    try_join_all(sends).await?;
+    let ids: Vec<i64> = rows.iter().map(|row| row.0).collect();
+    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    for (_, order_id, event_id, event_type, _) in &rows {
+        metrics.produced(event_type);
+        tracing::debug!(order.id = order_id, event.id = %event_id, event.r#type = event_type, "event published");
+    }
+    Ok(rows.len())
+}
