@@ -1,1 +1,44 @@
-fn main() {}
+//! The point service: holds point accounts, takes points for an exchanged order
+//! (`ExchangeSucceed` → `PointUsed` or `PointUseFailed`) and refunds them when the exchange is
+//! compensated (`ExchangeCompensated` → `PointRefunded`).
+
+mod domain;
+mod handlers;
+mod http;
+
+use std::sync::Arc;
+
+use axum::Router;
+use saga_runtime::{Service, ServiceContext};
+use sqlx::{PgPool, migrate::Migrator};
+
+static MIGRATIONS: Migrator = sqlx::migrate!();
+
+pub struct PointService {
+    pool: PgPool,
+}
+
+impl Service for PointService {
+    const NAME: &'static str = "point-service";
+    const PORT: u16 = 8083;
+    const DATABASE: &'static str = "saga_point";
+
+    fn migrations() -> &'static Migrator {
+        &MIGRATIONS
+    }
+
+    fn build(context: &ServiceContext) -> anyhow::Result<Self> {
+        Ok(PointService {
+            pool: context.pool.clone(),
+        })
+    }
+
+    fn routes(self: Arc<Self>) -> Router {
+        http::routes(self)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    saga_runtime::run::<PointService>().await
+}

@@ -123,3 +123,15 @@ async fn metrics(State(probes): State<Probes>) -> Response {
     )
         .into_response()
 }
+
+/// `?limit=N` on list endpoints: the newest N rows, 100 unless asked, at most 1000.
+#[derive(Debug, serde::Deserialize)]
+pub struct Page {
+    limit: Option<i64>,
+}
+
+impl Page {
+    pub fn limit(&self) -> i64 {
+        self.limit.unwrap_or(100).clamp(1, 1000)
+    }
+}

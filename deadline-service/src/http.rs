@@ -1,0 +1,45 @@
+//! The deadline API: `GET /deadlines`.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::{Query, State},
+    routing::get,
+};
+use chrono::{DateTime, Utc};
+use saga_runtime::http::{ApiError, Page};
+use serde::Serialize;
+
+use crate::DeadlineService;
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadlineView {
+    order_id: i64,
+    deadline: DateTime<Utc>,
+    status: String,
+    created_at: DateTime<Utc>,
+    fired_at: Option<DateTime<Utc>>,
+    cancelled_at: Option<DateTime<Utc>>,
+}
+
+pub fn routes(service: Arc<DeadlineService>) -> Router {
+    Router::new()
+        .route("/deadlines", get(list))
+        .with_state(service)
+}
+
+async fn list(
+    State(service): State<Arc<DeadlineService>>,
+    Query(page): Query<Page>,
+) -> Result<Json<Vec<DeadlineView>>, ApiError> {
+    let deadlines = sqlx::query_as(
+        "SELECT order_id, deadline, status, created_at, fired_at, cancelled_at
+         FROM deadlines ORDER BY order_id DESC LIMIT $1",
+    )
+    .bind(page.limit())
+    .fetch_all(&service.pool)
+    .await?;
+    Ok(Json(deadlines))
+}

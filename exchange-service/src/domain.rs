@@ -1,0 +1,156 @@
+//! The exchange's decisions, without I/O.
+//!
+//! `OrderCreated` exchanges the amount into points (one point per unit of currency) unless the
+//! saga has expired or was already handled; `OrderRejected` always compensates, and always
+//! answers with `ExchangeCompensated`, even when there was nothing to undo (SPEC §4 rule 4).
+
+use common_events::Event;
+use rust_decimal::Decimal;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Exchanged,
+    Compensated,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Exchanged => "EXCHANGED",
+            Status::Compensated => "COMPENSATED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        [Status::Exchanged, Status::Compensated]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// The exchange of one saga, if this service has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exchange {
+    pub status: Status,
+    pub point: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Record the exchange and emit `ExchangeSucceed` with these points.
+    Exchange {
+        point: Decimal,
+    },
+    /// Mark the saga compensated and emit `ExchangeCompensated` with the points undone.
+    Compensate {
+        point: Decimal,
+    },
+    Ignore(&'static str),
+}
+
+/// Points for an amount of currency. The rate is one; a real exchange would look it up.
+pub fn points_for(amount: Decimal) -> Decimal {
+    amount
+}
+
+pub fn decide(exchange: Option<Exchange>, event: &Event, expired: bool) -> Decision {
+    match (event, exchange) {
+        (Event::OrderCreated { amount, .. }, None) if !expired => Decision::Exchange {
+            point: points_for(*amount),
+        },
+        (Event::OrderCreated { .. }, None) => Decision::Ignore("expired"),
+        (Event::OrderCreated { .. }, Some(e)) if e.status == Status::Compensated => {
+            Decision::Ignore("saga already compensated")
+        }
+        (Event::OrderCreated { .. }, Some(_)) => Decision::Ignore("already exchanged"),
+        (Event::OrderRejected { .. }, None) => Decision::Compensate {
+            point: Decimal::ZERO,
+        },
+        (Event::OrderRejected { .. }, Some(e)) if e.status == Status::Exchanged => {
+            Decision::Compensate { point: e.point }
+        }
+        (Event::OrderRejected { .. }, Some(_)) => Decision::Ignore("already compensated"),
+        _ => Decision::Ignore("not an exchange event"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created() -> Event {
+        Event::OrderCreated {
+            holder_id: "jjy".into(),
+            currency_id: Some("1".into()),
+            amount: Decimal::from(500),
+        }
+    }
+
+    fn rejected() -> Event {
+        Event::OrderRejected {
+            reason: "deadline reached".into(),
+        }
+    }
+
+    fn exchange(status: Status) -> Option<Exchange> {
+        Some(Exchange {
+            status,
+            point: Decimal::from(500),
+        })
+    }
+
+    #[test]
+    fn an_order_in_time_is_exchanged_one_point_per_unit() {
+        assert_eq!(
+            decide(None, &created(), false),
+            Decision::Exchange {
+                point: Decimal::from(500)
+            }
+        );
+    }
+
+    #[test]
+    fn an_expired_order_is_ignored() {
+        assert_eq!(decide(None, &created(), true), Decision::Ignore("expired"));
+    }
+
+    #[test]
+    fn a_late_order_created_after_compensation_is_ignored() {
+        assert_eq!(
+            decide(exchange(Status::Compensated), &created(), false),
+            Decision::Ignore("saga already compensated")
+        );
+        assert_eq!(
+            decide(exchange(Status::Exchanged), &created(), false),
+            Decision::Ignore("already exchanged")
+        );
+    }
+
+    #[test]
+    fn a_rejection_undoes_the_exchange() {
+        assert_eq!(
+            decide(exchange(Status::Exchanged), &rejected(), true),
+            Decision::Compensate {
+                point: Decimal::from(500)
+            }
+        );
+    }
+
+    #[test]
+    fn a_rejection_with_nothing_exchanged_still_compensates() {
+        assert_eq!(
+            decide(None, &rejected(), true),
+            Decision::Compensate {
+                point: Decimal::ZERO
+            }
+        );
+    }
+
+    #[test]
+    fn compensation_happens_once() {
+        assert_eq!(
+            decide(exchange(Status::Compensated), &rejected(), true),
+            Decision::Ignore("already compensated")
+        );
+    }
+}

@@ -1,0 +1,116 @@
+//! The order API: `POST /orders`, `GET /orders`, `GET /orders/{id}`.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    routing::get,
+};
+use chrono::{DateTime, Utc};
+use common_events::{Envelope, Event};
+use rust_decimal::Decimal;
+use saga_runtime::{
+    http::{ApiError, JsonBody, Page},
+    input::{self, Body},
+    outbox,
+};
+use serde::Serialize;
+
+use crate::OrderService;
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    id: i64,
+    holder_id: String,
+    currency_id: Option<String>,
+    amount: Decimal,
+    status: String,
+    reason: Option<String>,
+    deadline: DateTime<Utc>,
+    compensation: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// The columns of [`OrderView`], as a literal so queries stay static strings.
+macro_rules! columns {
+    () => {
+        "id, holder_id, currency_id, amount, status, reason, deadline, compensation, created_at, updated_at"
+    };
+}
+
+pub fn routes(service: Arc<OrderService>) -> Router {
+    Router::new()
+        .route("/orders", get(list).post(create))
+        .route("/orders/{id}", get(show))
+        .with_state(service)
+}
+
+/// Creates the order and its `OrderCreated` in one transaction; the deadline is fixed here.
+async fn create(
+    State(service): State<Arc<OrderService>>,
+    JsonBody(body): JsonBody<Body>,
+) -> Result<(StatusCode, Json<OrderView>), ApiError> {
+    let holder_id = input::required_id(&body, "holderId")?;
+    let currency_id = input::optional_id(&body, "currencyId")?;
+    let amount = input::positive_amount(&body, "amount")?;
+    let deadline = Utc::now() + service.deadline;
+
+    let mut tx = service.pool.begin().await?;
+    let order: OrderView = sqlx::query_as(concat!(
+        "INSERT INTO orders (holder_id, currency_id, amount, deadline) VALUES ($1, $2, $3, $4)
+         RETURNING ",
+        columns!()
+    ))
+    .bind(&holder_id)
+    .bind(&currency_id)
+    .bind(amount)
+    .bind(deadline)
+    .fetch_one(&mut *tx)
+    .await?;
+    let created = Envelope::new(
+        order.id,
+        deadline,
+        Event::OrderCreated {
+            holder_id,
+            currency_id,
+            amount,
+        },
+    );
+    outbox::append(&mut tx, &created).await?;
+    tx.commit().await?;
+    tracing::info!(order.id = order.id, event.id = %created.event_id, "order created");
+    Ok((StatusCode::CREATED, Json(order)))
+}
+
+async fn list(
+    State(service): State<Arc<OrderService>>,
+    Query(page): Query<Page>,
+) -> Result<Json<Vec<OrderView>>, ApiError> {
+    let orders = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM orders ORDER BY id DESC LIMIT $1"
+    ))
+    .bind(page.limit())
+    .fetch_all(&service.pool)
+    .await?;
+    Ok(Json(orders))
+}
+
+async fn show(
+    State(service): State<Arc<OrderService>>,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("order {id} not found"));
+    let numeric: i64 = id.parse().map_err(|_| not_found())?;
+    sqlx::query_as(concat!("SELECT ", columns!(), " FROM orders WHERE id = $1"))
+        .bind(numeric)
+        .fetch_optional(&service.pool)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
+}
