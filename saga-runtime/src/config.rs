@@ -26,6 +26,9 @@ pub struct KafkaConfig {
     /// Partitions of the topic when this service has to create it.
     pub partitions: i32,
     pub group_id: String,
+    /// Static group membership: a restarted instance with the same id gets its partitions back
+    /// at once instead of after the session timeout. Unique per running instance.
+    pub group_instance_id: Option<String>,
     /// Any librdkafka setting, from `RDKAFKA_SOME_SETTING=value` → `some.setting=value`.
     pub extra: Vec<(String, String)>,
 }
@@ -68,6 +71,9 @@ impl Config {
                 topic,
                 partitions,
                 group_id: format!("{group_prefix}{app}"),
+                group_instance_id: std::env::var("KAFKA_GROUP_INSTANCE_ID")
+                    .ok()
+                    .filter(|id| !id.is_empty()),
                 extra,
             },
             crash_after_commit: std::env::var("FAULT_CRASH_AFTER_COMMIT").ok(),

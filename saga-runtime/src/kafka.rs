@@ -50,19 +50,20 @@ pub fn producer(config: &KafkaConfig) -> anyhow::Result<FutureProducer> {
 /// Offsets are stored by the consumer loop only after the database commit; the background
 /// committer then commits what was stored (the at-least-once pattern of rust-rdkafka).
 pub fn consumer(config: &KafkaConfig) -> anyhow::Result<StreamConsumer> {
-    client(
-        config,
-        &[
-            ("group.id", &config.group_id),
-            ("enable.auto.commit", "true"),
-            ("auto.commit.interval.ms", "500"),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
-            ("partition.assignment.strategy", "cooperative-sticky"),
-            ("session.timeout.ms", "10000"),
-            ("fetch.wait.max.ms", "10"),
-        ],
-    )
+    let mut settings = vec![
+        ("group.id", config.group_id.as_str()),
+        ("enable.auto.commit", "true"),
+        ("auto.commit.interval.ms", "500"),
+        ("enable.auto.offset.store", "false"),
+        ("auto.offset.reset", "earliest"),
+        ("partition.assignment.strategy", "cooperative-sticky"),
+        ("session.timeout.ms", "10000"),
+        ("fetch.wait.max.ms", "10"),
+    ];
+    if let Some(instance) = &config.group_instance_id {
+        settings.push(("group.instance.id", instance));
+    }
+    client(config, &settings)
 }
 
 /// Creates the saga topic and the dead-letter topic if they are missing.
