@@ -3,7 +3,7 @@ CREATE TABLE orders (
     id           BIGSERIAL PRIMARY KEY,
     holder_id    TEXT          NOT NULL,
     currency_id  TEXT,
-    amount       NUMERIC(20,4) NOT NULL CHECK (amount > 0),
+    amount       NUMERIC       NOT NULL CHECK (amount > 0 AND scale(amount) <= 4),
     status       TEXT          NOT NULL DEFAULT 'PENDING' CHECK (status IN
                    ('PENDING', 'APPROVED', 'REJECTED DUE TO POINT LIMIT', 'REJECTED DUE TO DEADLINE')),
     reason       TEXT,

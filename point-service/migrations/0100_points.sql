@@ -1,7 +1,7 @@
 -- Point accounts. A balance can never go negative, whatever the code above does.
 CREATE TABLE points (
     user_id    TEXT PRIMARY KEY,
-    balance    NUMERIC(20,4) NOT NULL CHECK (balance >= 0),
+    balance    NUMERIC       NOT NULL CHECK (balance >= 0 AND scale(balance) <= 4),
     created_at TIMESTAMPTZ   NOT NULL DEFAULT now(),
     updated_at TIMESTAMPTZ   NOT NULL DEFAULT now()
 );
@@ -15,7 +15,7 @@ CREATE TABLE points (
 CREATE TABLE point_transactions (
     order_id       BIGINT PRIMARY KEY,
     user_id        TEXT,
-    point          NUMERIC(20,4) NOT NULL CHECK (point >= 0),
+    point          NUMERIC       NOT NULL CHECK (point >= 0 AND scale(point) <= 4),
     status         TEXT          NOT NULL CHECK (status IN ('USED', 'REFUNDED', 'REJECTED')),
     reason         TEXT,
     created_at     TIMESTAMPTZ   NOT NULL DEFAULT now(),

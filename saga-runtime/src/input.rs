@@ -9,7 +9,7 @@ use crate::http::ApiError;
 
 /// The largest amount or point value accepted; anything above is a mistake, not an order.
 pub const MAX_AMOUNT: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
-/// Digits allowed after the decimal point (the database keeps NUMERIC(20,4)).
+/// Digits allowed after the decimal point (the database checks the same).
 pub const MAX_SCALE: u32 = 4;
 pub const MAX_ID_LENGTH: usize = 64;
 
