@@ -23,6 +23,7 @@ use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     consumer::{BaseConsumer, Consumer},
+    message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
 use serde_json::Value;
@@ -44,8 +45,9 @@ pub struct Stack {
     pub id: String,
     pub topic: String,
     env: HashMap<String, String>,
-    ports: HashMap<&'static str, u16>,
-    processes: HashMap<&'static str, Child>,
+    /// By instance name: a service's name, or another name for a second instance of it.
+    ports: HashMap<String, u16>,
+    processes: HashMap<String, Child>,
     logs: PathBuf,
     http: reqwest::Client,
 }
@@ -74,7 +76,7 @@ impl Stack {
         create_topic(&topic).await?;
         let mut ports = HashMap::new();
         for service in SERVICES.iter().chain(&["gateway"]) {
-            ports.insert(*service, free_port()?);
+            ports.insert(service.to_string(), free_port()?);
         }
         let mut base: HashMap<String, String> = [
             ("KAFKA_BOOTSTRAP", kafka_bootstrap()),
@@ -113,7 +115,21 @@ impl Stack {
     }
 
     /// Starts one service (or `gateway`) with extra variables; does not wait for it.
-    pub fn spawn(&mut self, service: &'static str, extra: &[(&str, &str)]) -> anyhow::Result<()> {
+    pub fn spawn(&mut self, service: &str, extra: &[(&str, &str)]) -> anyhow::Result<()> {
+        self.spawn_instance(service, service, extra)
+    }
+
+    /// Starts an instance of `service` under the name `instance`: a second instance shares the
+    /// service's database and consumer group, with a port and group member id of its own.
+    pub fn spawn_instance(
+        &mut self,
+        service: &str,
+        instance: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        if !self.ports.contains_key(instance) {
+            self.ports.insert(instance.to_string(), free_port()?);
+        }
         let binary = target_dir()?.join(if service == "gateway" {
             "gateway".to_string()
         } else {
@@ -128,12 +144,12 @@ impl Stack {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.logs.join(format!("{service}.log")))?;
+            .open(self.logs.join(format!("{instance}.log")))?;
         let mut command = Command::new(&binary);
         command
             .envs(&self.env)
-            .env("PORT", self.ports[service].to_string())
-            .env("KAFKA_GROUP_INSTANCE_ID", format!("{}-{service}", self.id))
+            .env("PORT", self.ports[instance].to_string())
+            .env("KAFKA_GROUP_INSTANCE_ID", format!("{}-{instance}", self.id))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -154,12 +170,12 @@ impl Stack {
         let child = command
             .spawn()
             .with_context(|| format!("cannot start {}", binary.display()))?;
-        self.processes.insert(service, child);
+        self.processes.insert(instance.to_string(), child);
         Ok(())
     }
 
     /// Waits until the service answers `/readyz` (`/healthz` for the gateway).
-    pub async fn wait_ready(&mut self, service: &'static str) -> anyhow::Result<()> {
+    pub async fn wait_ready(&mut self, service: &str) -> anyhow::Result<()> {
         let path = if service == "gateway" {
             "/healthz"
         } else {
@@ -419,19 +435,43 @@ impl Stack {
             .sum())
     }
 
-    /// Publishes a raw message to the stack's topic.
-    pub async fn publish_raw(&self, key: &str, payload: &str) -> anyhow::Result<()> {
+    /// Publishes a message to the stack's topic, with a `type` header when given.
+    pub async fn publish(
+        &self,
+        key: &str,
+        payload: &str,
+        event_type: Option<&str>,
+    ) -> anyhow::Result<()> {
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", kafka_bootstrap())
             .create()?;
+        let mut record = FutureRecord::to(&self.topic).key(key).payload(payload);
+        if let Some(event_type) = event_type {
+            record = record.headers(OwnedHeaders::new().insert(Header {
+                key: "type",
+                value: Some(event_type),
+            }));
+        }
         producer
-            .send(
-                FutureRecord::to(&self.topic).key(key).payload(payload),
-                Duration::from_secs(10),
-            )
+            .send(record, Duration::from_secs(10))
             .await
             .map_err(|(e, _)| e)?;
         Ok(())
+    }
+
+    /// Publishes `event` again, as the relay would have: keyed by its order, with its type.
+    pub async fn republish(&self, event: &Value) -> anyhow::Result<()> {
+        self.publish(
+            &event["orderId"].to_string(),
+            &event.to_string(),
+            event["eventType"].as_str(),
+        )
+        .await
+    }
+
+    /// Every message on the stack's dead-letter topic.
+    pub async fn dead_letters(&self) -> anyhow::Result<Vec<Value>> {
+        read_topic(&format!("{}.DLT", self.topic)).await
     }
 }
 
@@ -576,7 +616,11 @@ pub async fn read_topic(topic: &str) -> anyhow::Result<Vec<Value>> {
             };
             let message = message?;
             if let Some(payload) = message.payload() {
-                events.push(serde_json::from_slice(payload).unwrap_or(Value::Null));
+                let text = String::from_utf8_lossy(payload);
+                events.push(
+                    serde_json::from_str(&text)
+                        .unwrap_or_else(|_| Value::String(text.into_owned())),
+                );
             }
             if message.offset() + 1 == ends[&message.partition()] {
                 remaining -= 1;
