@@ -39,7 +39,12 @@ kafka_up() {
   mkdir -p "$KAFKA_HOME" "$ROOT/.local/logs" "$ROOT/.local/run"
   if [ ! -f "$KAFKA_HOME/libs/.complete" ]; then
     echo "kafka: resolving the broker's jars from Maven Central (first run only)"
-    mvn -q -B -Dstyle.color=never -f "$ROOT/kafka/pom.xml" dependency:copy-dependencies -DoutputDirectory="$KAFKA_HOME/libs"
+    if ! mvn -B -f "$ROOT/kafka/pom.xml" dependency:copy-dependencies \
+      -DoutputDirectory="$KAFKA_HOME/libs" >"$ROOT/.local/logs/maven.log" 2>&1; then
+      echo "kafka: maven failed; see .local/logs/maven.log" >&2
+      tail -n 20 "$ROOT/.local/logs/maven.log" >&2
+      return 1
+    fi
     touch "$KAFKA_HOME/libs/.complete"
   fi
   local props="$KAFKA_HOME/server.properties"
