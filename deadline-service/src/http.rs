@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::{Query, State},
+    extract::{Path, Query, State},
     routing::get,
 };
 use chrono::{DateTime, Utc};
@@ -27,6 +27,7 @@ pub struct DeadlineView {
 pub fn routes(service: Arc<DeadlineService>) -> Router {
     Router::new()
         .route("/deadlines", get(list))
+        .route("/deadlines/{order_id}", get(show))
         .with_state(service)
 }
 
@@ -42,4 +43,21 @@ async fn list(
     .fetch_all(&service.pool)
     .await?;
     Ok(Json(deadlines))
+}
+
+async fn show(
+    State(service): State<Arc<DeadlineService>>,
+    Path(order_id): Path<String>,
+) -> Result<Json<DeadlineView>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no deadline for order {order_id}"));
+    let numeric: i64 = order_id.parse().map_err(|_| not_found())?;
+    sqlx::query_as(
+        "SELECT order_id, deadline, status, created_at, fired_at, cancelled_at
+         FROM deadlines WHERE order_id = $1",
+    )
+    .bind(numeric)
+    .fetch_optional(&service.pool)
+    .await?
+    .map(Json)
+    .ok_or_else(not_found)
 }

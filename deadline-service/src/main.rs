@@ -8,6 +8,7 @@ mod timer;
 use std::sync::Arc;
 
 use axum::Router;
+use prometheus::Histogram;
 use saga_runtime::{Service, ServiceContext};
 use sqlx::{PgPool, migrate::Migrator};
 use tokio_util::sync::CancellationToken;
@@ -16,6 +17,8 @@ static MIGRATIONS: Migrator = sqlx::migrate!();
 
 pub struct DeadlineService {
     pool: PgPool,
+    /// How long after its deadline each `DeadlineReached` was written.
+    lateness: Histogram,
 }
 
 impl Service for DeadlineService {
@@ -28,8 +31,17 @@ impl Service for DeadlineService {
     }
 
     fn build(context: &ServiceContext) -> anyhow::Result<Self> {
+        let lateness = context.metrics.histogram(
+            "deadline_lateness_seconds",
+            "How long after its deadline each DeadlineReached was written.",
+            &[],
+            vec![
+                0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+            ],
+        )?;
         Ok(DeadlineService {
             pool: context.pool.clone(),
+            lateness: lateness.with_label_values(&[context.metrics.app()]),
         })
     }
 
@@ -41,7 +53,11 @@ impl Service for DeadlineService {
         self: Arc<Self>,
         shutdown: CancellationToken,
     ) -> Option<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
-        Some(timer::run(self.pool.clone(), shutdown))
+        Some(timer::run(
+            self.pool.clone(),
+            self.lateness.clone(),
+            shutdown,
+        ))
     }
 }
 

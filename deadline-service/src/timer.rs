@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use common_events::{Envelope, Event};
+use prometheus::Histogram;
 use saga_runtime::outbox;
 use sqlx::{PgPool, postgres::PgListener};
 use tokio_util::sync::CancellationToken;
@@ -19,7 +20,11 @@ use tokio_util::sync::CancellationToken;
 const MAX_SLEEP: Duration = Duration::from_secs(5);
 const BATCH: i64 = 500;
 
-pub async fn run(pool: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    pool: PgPool,
+    lateness: Histogram,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let mut listener = PgListener::connect_with(&pool)
         .await
         .context("cannot listen for scheduled deadlines")?;
@@ -27,7 +32,7 @@ pub async fn run(pool: PgPool, shutdown: CancellationToken) -> anyhow::Result<()
     let mut failures = 0;
     while !shutdown.is_cancelled() {
         let next = async {
-            fire_due(&pool).await?;
+            fire_due(&pool, &lateness).await?;
             next_deadline(&pool).await
         };
         let sleep = match next.await {
@@ -71,7 +76,7 @@ async fn next_deadline(pool: &PgPool) -> anyhow::Result<Option<DateTime<Utc>>> {
 }
 
 /// Fires every deadline that is due, in batches.
-async fn fire_due(pool: &PgPool) -> anyhow::Result<()> {
+async fn fire_due(pool: &PgPool, lateness: &Histogram) -> anyhow::Result<()> {
     loop {
         let mut tx = pool.begin().await?;
         let fired: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
@@ -97,6 +102,9 @@ async fn fire_due(pool: &PgPool) -> anyhow::Result<()> {
             );
         }
         tx.commit().await.context("cannot commit fired deadlines")?;
+        for (_, deadline, fired_at) in &fired {
+            lateness.observe((*fired_at - *deadline).num_microseconds().unwrap_or(0) as f64 / 1e6);
+        }
         if (fired.len() as i64) < BATCH {
             return Ok(());
         }

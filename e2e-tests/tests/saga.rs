@@ -178,6 +178,14 @@ async fn bad_input_gets_a_4xx_json_error_naming_the_problem_and_writes_nothing()
         assert_eq!(error["error"], "not_found");
     }
 
+    let (status, error) = stack.get("order", "/nowhere").await?;
+    assert_eq!((status, &error["error"]), (404, &json!("not_found")));
+    let (status, error) = stack.post("exchange", "/exchanges", &json!({})).await?;
+    assert_eq!(
+        (status, &error["error"]),
+        (405, &json!("method_not_allowed"))
+    );
+
     let (_, orders) = stack.get("order", "/orders").await?;
     assert_eq!(orders, json!([]));
     let (_, accounts) = stack.get("point", "/points").await?;

@@ -1,6 +1,11 @@
 //! The gateway: one address (:8088) for the whole suite, as in the seed's walkthrough. Each
 //! request goes to the service that owns its first path segment, unchanged; the answer comes
-//! back unchanged. A service that is down gives a 502 naming it.
+//! back unchanged. A service that is down gives a 502 naming it. The gateway also serves what
+//! needs all services at once: the saga view (`/sagas/{orderId}`, as JSON, an HTML timeline or
+//! text) and the API description (`/openapi.json`).
+
+mod render;
+mod saga;
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -8,37 +13,50 @@ use anyhow::Context;
 use axum::{
     Json, Router,
     body::{Body, to_bytes},
-    extract::{Request, State},
-    http::{HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
+    extract::{Path, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Response},
     routing::get,
 };
 use saga_runtime::config::env_or;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// The largest request body passed on; the API's bodies are a few hundred bytes.
 const MAX_BODY: usize = 1 << 20;
+const OPENAPI: &str = include_str!("../openapi.json");
 
-struct Gateway {
+pub struct Gateway {
     client: reqwest::Client,
-    /// First path segment → base URL of the service that owns it.
+    /// Service name (`order`, `exchange`, `point`, `deadline`) → its base URL.
     routes: HashMap<&'static str, String>,
+}
+
+/// The service that owns a path's first segment.
+fn owner(segment: &str) -> Option<&'static str> {
+    match segment {
+        "orders" => Some("order"),
+        "exchanges" => Some("exchange"),
+        "points" | "transactions" => Some("point"),
+        "deadlines" => Some("deadline"),
+        _ => None,
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     saga_runtime::telemetry::init();
-    let order = env_or("ORDER_URL", "http://127.0.0.1:8081".to_string())?;
-    let exchange = env_or("EXCHANGE_URL", "http://127.0.0.1:8082".to_string())?;
-    let point = env_or("POINT_URL", "http://127.0.0.1:8083".to_string())?;
-    let deadline = env_or("DEADLINE_URL", "http://127.0.0.1:8084".to_string())?;
-    let routes = HashMap::from([
-        ("orders", order),
-        ("exchanges", exchange),
-        ("points", point.clone()),
-        ("transactions", point),
-        ("deadlines", deadline),
-    ]);
+    let mut routes = HashMap::new();
+    for (service, variable, port) in [
+        ("order", "ORDER_URL", 8081),
+        ("exchange", "EXCHANGE_URL", 8082),
+        ("point", "POINT_URL", 8083),
+        ("deadline", "DEADLINE_URL", 8084),
+    ] {
+        routes.insert(
+            service,
+            env_or(variable, format!("http://127.0.0.1:{port}"))?,
+        );
+    }
     let gateway = Arc::new(Gateway {
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -51,6 +69,9 @@ async fn main() -> anyhow::Result<()> {
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
+        .route("/openapi.json", get(openapi))
+        .route("/sagas", get(sagas))
+        .route("/sagas/{order_id}", get(show_saga))
         .fallback(forward)
         .with_state(gateway);
     let addr: SocketAddr = format!(
@@ -73,6 +94,70 @@ async fn main() -> anyhow::Result<()> {
         .context("gateway failed")
 }
 
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// What the client asked for: a page, text, or (by default) JSON.
+enum Format {
+    Html,
+    Text,
+    Json,
+}
+
+fn format(headers: &HeaderMap) -> Format {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("text/html") {
+        Format::Html
+    } else if accept.contains("text/plain") {
+        Format::Text
+    } else {
+        Format::Json
+    }
+}
+
+/// Recent sagas: a page linking to each timeline, or the orders as JSON.
+async fn sagas(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let url = format!("{}/orders?limit=100", gateway.routes["order"]);
+    let orders: Vec<Value> = match gateway.client.get(&url).send().await {
+        Ok(answer) => answer.json().await.unwrap_or_default(),
+        Err(e) => return upstream_down("orders", &gateway.routes["order"], &e),
+    };
+    match format(&headers) {
+        Format::Html => Html(render::index(&orders)).into_response(),
+        _ => Json(orders).into_response(),
+    }
+}
+
+async fn show_saga(
+    State(gateway): State<Arc<Gateway>>,
+    Path(order_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let not_found = || {
+        error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("order {order_id} not found"),
+        )
+    };
+    let Ok(numeric) = order_id.parse::<i64>() else {
+        return not_found();
+    };
+    match saga::assemble(&gateway, numeric).await {
+        Ok(Some(view)) => match format(&headers) {
+            Format::Html => Html(render::html(&view)).into_response(),
+            Format::Text => render::text(&view).into_response(),
+            Format::Json => Json(view).into_response(),
+        },
+        Ok(None) => not_found(),
+        Err(message) => error(StatusCode::BAD_GATEWAY, "service_unavailable", message),
+    }
+}
+
 async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let path_and_query = request
         .uri()
@@ -86,11 +171,11 @@ async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Respo
         .next()
         .unwrap_or("")
         .to_string();
-    let Some(base) = gateway.routes.get(segment.as_str()) else {
+    let Some(base) = owner(&segment).map(|service| gateway.routes[service].clone()) else {
         return error(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("no route for {}", request.uri().path()),
+            format!("no route for {path}"),
         );
     };
     let method = request.method().clone();
@@ -112,24 +197,23 @@ async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Respo
     if let Some(content_type) = content_type {
         upstream = upstream.header(header::CONTENT_TYPE, content_type);
     }
-    match upstream.send().await {
-        Ok(answer) => {
-            let status = answer.status();
-            let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
-            match answer.bytes().await {
-                Ok(bytes) => {
-                    let mut response = (status, Body::from(bytes)).into_response();
-                    if let Some(content_type) = content_type {
-                        response
-                            .headers_mut()
-                            .insert(header::CONTENT_TYPE, content_type);
-                    }
-                    response
-                }
-                Err(e) => upstream_down(&segment, base, &e),
+    let answer = match upstream.send().await {
+        Ok(answer) => answer,
+        Err(e) => return upstream_down(&segment, &base, &e),
+    };
+    let status = answer.status();
+    let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
+    match answer.bytes().await {
+        Ok(bytes) => {
+            let mut response = (status, Body::from(bytes)).into_response();
+            if let Some(content_type) = content_type {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, content_type);
             }
+            response
         }
-        Err(e) => upstream_down(&segment, base, &e),
+        Err(e) => upstream_down(&segment, &base, &e),
     }
 }
 

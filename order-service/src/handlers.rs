@@ -1,7 +1,7 @@
 //! The order service's reactions to `PointUsed`, `PointUseFailed`, `DeadlineReached` and
 //! `PointRefunded`: lock the order, decide, write the change and its event together.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use common_events::{Envelope, Event};
 use saga_runtime::{EventHandler, Outcome, outbox};
 use sqlx::PgConnection;
@@ -20,12 +20,13 @@ impl EventHandler for OrderService {
     }
 
     async fn handle(&self, conn: &mut PgConnection, event: &Envelope) -> anyhow::Result<Outcome> {
-        let row: Option<(String, Option<String>)> =
-            sqlx::query_as("SELECT status, compensation FROM orders WHERE id = $1 FOR UPDATE")
-                .bind(event.order_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        let Some((status, compensation)) = row else {
+        let row: Option<(String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT status, compensation, created_at FROM orders WHERE id = $1 FOR UPDATE",
+        )
+        .bind(event.order_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some((status, compensation, created_at)) = row else {
             return Ok(Outcome::Ignored("unknown order"));
         };
         let order = Order {
@@ -37,10 +38,14 @@ impl EventHandler for OrderService {
         match domain::decide(order, &event.event, event.is_expired(Utc::now())) {
             Decision::Approve => {
                 set_status(conn, event, Status::Approved, None).await?;
+                self.metrics
+                    .finished(Status::Approved.as_str(), seconds_since(created_at));
                 outbox::append(conn, &event.follow_up(Event::OrderPlaced)).await?;
             }
             Decision::Reject(status, reason) => {
                 set_status(conn, event, status, Some(&reason)).await?;
+                self.metrics
+                    .finished(status.as_str(), seconds_since(created_at));
                 outbox::append(conn, &event.follow_up(Event::OrderRejected { reason })).await?;
             }
             Decision::FinishCompensation => {
@@ -55,6 +60,10 @@ impl EventHandler for OrderService {
         }
         Ok(Outcome::Applied)
     }
+}
+
+fn seconds_since(at: DateTime<Utc>) -> f64 {
+    (Utc::now() - at).num_microseconds().unwrap_or(0) as f64 / 1e6
 }
 
 async fn set_status(

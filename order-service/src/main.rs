@@ -8,13 +8,15 @@ mod http;
 use std::{sync::Arc, time::Duration};
 
 use axum::Router;
-use saga_runtime::{Service, ServiceContext, config::env_millis};
+use prometheus::{HistogramVec, IntCounterVec};
+use saga_runtime::{Service, ServiceContext, config::env_millis, metrics::Metrics};
 use sqlx::{PgPool, migrate::Migrator};
 
 static MIGRATIONS: Migrator = sqlx::migrate!();
 
 pub struct OrderService {
     pool: PgPool,
+    metrics: SagaMetrics,
     /// How long a saga may take, from the order's creation (`DEADLINE_MS`, default 5 s).
     deadline: Duration,
 }
@@ -31,12 +33,48 @@ impl Service for OrderService {
     fn build(context: &ServiceContext) -> anyhow::Result<Self> {
         Ok(OrderService {
             pool: context.pool.clone(),
+            metrics: SagaMetrics::new(&context.metrics)?,
             deadline: env_millis("DEADLINE_MS", Duration::from_secs(5))?,
         })
     }
 
     fn routes(self: Arc<Self>) -> Router {
         http::routes(self)
+    }
+}
+
+/// How sagas end, seen from the order, which is where they end.
+pub struct SagaMetrics {
+    app: &'static str,
+    /// Sagas by terminal status.
+    finished: IntCounterVec,
+    /// From the order's creation to its terminal status, by status.
+    duration: HistogramVec,
+}
+
+impl SagaMetrics {
+    fn new(metrics: &Metrics) -> anyhow::Result<Self> {
+        Ok(SagaMetrics {
+            app: metrics.app(),
+            finished: metrics.counter(
+                "sagas_finished",
+                "Sagas that reached a terminal status, by outcome.",
+                &["outcome"],
+            )?,
+            duration: metrics.histogram(
+                "saga_duration_seconds",
+                "Time from order creation to its terminal status, by outcome.",
+                &["outcome"],
+                vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            )?,
+        })
+    }
+
+    pub fn finished(&self, outcome: &str, seconds: f64) {
+        self.finished.with_label_values(&[self.app, outcome]).inc();
+        self.duration
+            .with_label_values(&[self.app, outcome])
+            .observe(seconds);
     }
 }
 

@@ -45,6 +45,7 @@ pub fn routes(service: Arc<PointService>) -> Router {
         .route("/points", get(list).post(create))
         .route("/points/{user_id}", get(show))
         .route("/transactions", get(transactions))
+        .route("/transactions/{order_id}", get(transaction))
         .with_state(service)
 }
 
@@ -108,4 +109,21 @@ async fn transactions(
     .fetch_all(&service.pool)
     .await?;
     Ok(Json(rows))
+}
+
+async fn transaction(
+    State(service): State<Arc<PointService>>,
+    Path(order_id): Path<String>,
+) -> Result<Json<TransactionView>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no point transaction for order {order_id}"));
+    let numeric: i64 = order_id.parse().map_err(|_| not_found())?;
+    sqlx::query_as(
+        "SELECT order_id, user_id, point, status, reason, created_at, compensated_at
+         FROM point_transactions WHERE order_id = $1",
+    )
+    .bind(numeric)
+    .fetch_optional(&service.pool)
+    .await?
+    .map(Json)
+    .ok_or_else(not_found)
 }

@@ -310,6 +310,7 @@ impl<H: EventHandler> Loop<H> {
             .await
             .context("cannot claim event in inbox")?
         {
+            tx.commit().await.context("cannot count duplicate")?;
             self.metrics.duplicate(event_type);
             tracing::info!("duplicate event skipped");
             return Ok(());

@@ -3,13 +3,14 @@
 
 use axum::{
     Json, Router,
-    extract::{FromRequest, Request, State, rejection::JsonRejection},
+    extract::{FromRequest, Path, Request, State, rejection::JsonRejection},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
+use chrono::{DateTime, Utc};
 use rdkafka::producer::{FutureProducer, Producer};
-use serde::de::DeserializeOwned;
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 use sqlx::PgPool;
 use std::time::Duration;
@@ -76,12 +77,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 /// What the operational routes look at.
 #[derive(Clone)]
 pub struct Probes {
+    pub app: &'static str,
     pub pool: PgPool,
     pub producer: FutureProducer,
     pub metrics: Metrics,
 }
 
-/// `/healthz` (the process answers), `/readyz` (database and Kafka reachable), `/metrics`.
+/// `/healthz` (the process answers), `/readyz` (database and Kafka reachable), `/metrics`, and
+/// JSON errors for unknown routes.
 pub fn operational_routes(probes: Probes) -> Router {
     Router::new()
         .route(
@@ -90,7 +93,16 @@ pub fn operational_routes(probes: Probes) -> Router {
         )
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/sagas/{order_id}/events", get(saga_events))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(probes)
+}
+
+/// A JSON 405 for a known path asked with a method it does not serve.
+pub async fn method_not_allowed() -> Response {
+    let body =
+        json!({ "error": "method_not_allowed", "message": "method not allowed on this path" });
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
 }
 
 async fn ready(State(probes): State<Probes>) -> Response {
@@ -114,6 +126,66 @@ async fn ready(State(probes): State<Probes>) -> Response {
         Json(json!({ "database": database, "kafka": kafka })),
     )
         .into_response()
+}
+
+/// An event this service wrote to its outbox.
+#[derive(Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+struct Emitted {
+    event_id: uuid::Uuid,
+    event_type: String,
+    #[serde(skip)]
+    payload: String,
+    created_at: DateTime<Utc>,
+    published_at: Option<DateTime<Utc>>,
+}
+
+/// An event this service consumed: applied or ignored, and how often it came again.
+#[derive(Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+struct Consumed {
+    event_id: uuid::Uuid,
+    event_type: String,
+    outcome: String,
+    detail: Option<String>,
+    duplicates: i32,
+    handled_at: DateTime<Utc>,
+}
+
+/// What this service emitted and consumed for one saga, for the gateway's saga view.
+async fn saga_events(
+    State(probes): State<Probes>,
+    Path(order_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let order_id: i64 = order_id
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("order {order_id} not found")))?;
+    let emitted: Vec<Emitted> = sqlx::query_as(
+        "SELECT event_id, event_type, payload, created_at, published_at
+         FROM outbox WHERE order_id = $1 ORDER BY id",
+    )
+    .bind(order_id)
+    .fetch_all(&probes.pool)
+    .await?;
+    let consumed: Vec<Consumed> = sqlx::query_as(
+        "SELECT event_id, event_type, outcome, detail, duplicates, handled_at
+         FROM inbox WHERE order_id = $1 ORDER BY handled_at",
+    )
+    .bind(order_id)
+    .fetch_all(&probes.pool)
+    .await?;
+    let emitted: Vec<serde_json::Value> = emitted
+        .into_iter()
+        .map(|row| {
+            let event = serde_json::from_str(&row.payload).unwrap_or(serde_json::Value::Null);
+            let mut value = serde_json::to_value(&row).unwrap_or_default();
+            value["event"] = event;
+            value
+        })
+        .collect();
+    Ok(Json(
+        json!({ "service": probes.app, "emitted": emitted, "consumed": consumed }),
+    ))
 }
 
 async fn metrics(State(probes): State<Probes>) -> Response {

@@ -2,7 +2,10 @@
 //! Names follow the consume/produce patterns the project comes from: `messages_consumed`,
 //! `messages_produced` and `message_errors`, labelled by `app` and `job` (the event type).
 
-use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder, core::Collector};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    core::Collector,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -98,8 +101,43 @@ impl Metrics {
             .inc();
     }
 
-    /// Registers a service's own collector (sagas by outcome, deadline lateness, …).
-    pub fn register(&self, collector: impl Collector + 'static) -> anyhow::Result<()> {
+    /// Registers a service's own counter, labelled `app` and `labels`.
+    pub fn counter(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> anyhow::Result<IntCounterVec> {
+        let labels: Vec<&str> = std::iter::once("app")
+            .chain(labels.iter().copied())
+            .collect();
+        let counter = IntCounterVec::new(Opts::new(name, help), &labels)?;
+        self.register(counter.clone())?;
+        Ok(counter)
+    }
+
+    /// Registers a service's own histogram, labelled `app` and `labels`.
+    pub fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: Vec<f64>,
+    ) -> anyhow::Result<HistogramVec> {
+        let labels: Vec<&str> = std::iter::once("app")
+            .chain(labels.iter().copied())
+            .collect();
+        let histogram =
+            HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &labels)?;
+        self.register(histogram.clone())?;
+        Ok(histogram)
+    }
+
+    pub fn app(&self) -> &'static str {
+        self.app
+    }
+
+    fn register(&self, collector: impl Collector + 'static) -> anyhow::Result<()> {
         Ok(self.registry.register(Box::new(collector))?)
     }
 

@@ -1,10 +1,12 @@
 //! The transactional outbox and its relay.
 //!
 //! [`append`] writes an event in the caller's transaction, so the event exists if and only if
-//! the state change that caused it committed. [`relay`] publishes the rows in id order and
-//! deletes them once Kafka has acknowledged them (`acks=all`): a crash between the two publishes
-//! a row again, which the consumers' inboxes absorb. The relay is woken by the commit (a NOTIFY
-//! from the table's trigger) and also polls now and then in case a notification was missed.
+//! the state change that caused it committed. [`relay`] publishes the unpublished rows in id
+//! order and marks them published once Kafka has acknowledged them (`acks=all`): a crash
+//! between the two publishes a row again, which the consumers' inboxes absorb. The relay is
+//! woken by the commit (a NOTIFY from the table's trigger) and also polls now and then in case
+//! a notification was missed. Published rows are kept for [`RETENTION`] as the record of what
+//! the service emitted, then pruned.
 
 use std::time::Duration;
 
@@ -23,6 +25,9 @@ use crate::metrics::Metrics;
 
 const BATCH: i64 = 500;
 const POLL_FALLBACK: Duration = Duration::from_secs(1);
+/// How long published events stay in the outbox for the saga view.
+pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Any constant works: it names the one lock that lets a single relay publish at a time.
 const RELAY_LOCK: i64 = 0x0075_7462_6f78;
 
@@ -57,7 +62,17 @@ pub async fn relay(
         .await
         .context("cannot LISTEN outbox")?;
     let mut failures = 0u32;
+    let mut last_pruned: Option<std::time::Instant> = None;
     loop {
+        if last_pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            last_pruned = Some(std::time::Instant::now());
+            if let Err(error) = prune(&pool).await {
+                tracing::warn!(
+                    error.message = format!("{error:#}"),
+                    "cannot prune the outbox"
+                );
+            }
+        }
         match publish_batch(&pool, &producer, &topic, &metrics).await {
             Ok(published) => {
                 failures = 0;
@@ -90,6 +105,19 @@ pub async fn relay(
     }
 }
 
+async fn prune(pool: &PgPool) -> anyhow::Result<()> {
+    let pruned =
+        sqlx::query("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)")
+            .bind(RETENTION.as_secs_f64())
+            .execute(pool)
+            .await?
+            .rows_affected();
+    if pruned > 0 {
+        tracing::info!(pruned, "old published events pruned from the outbox");
+    }
+    Ok(())
+}
+
 /// Exponential backoff from 100 ms up to 5 s.
 pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << attempt.min(6)).min(5_000))
@@ -109,7 +137,8 @@ async fn publish_batch(
         .execute(&mut *tx)
         .await?;
     let rows: Vec<(i64, i64, uuid::Uuid, String, String)> = sqlx::query_as(
-        "SELECT id, order_id, event_id, event_type, payload FROM outbox ORDER BY id LIMIT $1",
+        "SELECT id, order_id, event_id, event_type, payload FROM outbox
+         WHERE published_at IS NULL ORDER BY id LIMIT $1",
     )
     .bind(BATCH)
     .fetch_all(&mut *tx)
@@ -142,11 +171,19 @@ async fn publish_batch(
         });
     try_join_all(sends).await?;
     let ids: Vec<i64> = rows.iter().map(|row| row.0).collect();
-    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+    sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
         .bind(&ids)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    let backlog: i64 = if rows.len() == BATCH as usize {
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(pool)
+            .await?
+    } else {
+        0
+    };
+    metrics.outbox_backlog.set(backlog);
     for (_, order_id, event_id, event_type, _) in &rows {
         metrics.produced(event_type);
         tracing::debug!(order.id = order_id, event.id = %event_id, event.r#type = event_type, "event published");

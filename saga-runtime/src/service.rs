@@ -76,11 +76,16 @@ pub async fn run<S: Service>() -> anyhow::Result<()> {
 
     let stop = CancellationToken::new();
     let parts = Parts::new(stop.clone());
-    let app = service.clone().routes().merge(operational_routes(Probes {
-        pool: pool.clone(),
-        producer: producer.clone(),
-        metrics: metrics.clone(),
-    }));
+    let app = service
+        .clone()
+        .routes()
+        .merge(operational_routes(Probes {
+            app: S::NAME,
+            pool: pool.clone(),
+            producer: producer.clone(),
+            metrics: metrics.clone(),
+        }))
+        .method_not_allowed_fallback(crate::http::method_not_allowed);
     let http_stop = stop.clone();
     parts.spawn("http", async move {
         axum::serve(listener, app)
