@@ -45,18 +45,24 @@ fn owner(segment: &str) -> Option<&'static str> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     saga_runtime::telemetry::init();
-    let mut routes = HashMap::new();
-    for (service, variable, port) in [
-        ("order", "ORDER_URL", 8081),
-        ("exchange", "EXCHANGE_URL", 8082),
-        ("point", "POINT_URL", 8083),
-        ("deadline", "DEADLINE_URL", 8084),
-    ] {
-        routes.insert(
-            service,
-            env_or(variable, format!("http://127.0.0.1:{port}"))?,
-        );
-    }
+    let routes = HashMap::from([
+        (
+            "order",
+            env_or("ORDER_URL", "http://127.0.0.1:8081".to_string())?,
+        ),
+        (
+            "exchange",
+            env_or("EXCHANGE_URL", "http://127.0.0.1:8082".to_string())?,
+        ),
+        (
+            "point",
+            env_or("POINT_URL", "http://127.0.0.1:8083".to_string())?,
+        ),
+        (
+            "deadline",
+            env_or("DEADLINE_URL", "http://127.0.0.1:8084".to_string())?,
+        ),
+    ]);
     let gateway = Arc::new(Gateway {
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
