@@ -256,6 +256,11 @@ impl Stack {
         Ok(())
     }
 
+    /// What an instance has logged so far.
+    pub fn log(&self, instance: &str) -> anyhow::Result<String> {
+        Ok(std::fs::read_to_string(self.logs.join(format!("{instance}.log")))?)
+    }
+
     pub fn url(&self, service: &str) -> String {
         format!("http://127.0.0.1:{}", self.ports[service])
     }

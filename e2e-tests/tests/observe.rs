@@ -387,6 +387,36 @@ async fn metrics_count_what_happened() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn json_logs_carry_the_order_and_event_ids_of_every_event_line() -> anyhow::Result<()> {
+    let stack = Stack::start("jsonlogs", &[("LOG_FORMAT", "json")]).await?;
+    stack.open_account("jjy", 10000).await?;
+    let order_id = stack.order("jjy", 1, 500).await?;
+    stack.finished(order_id, "APPROVED", SETTLE).await?;
+    let applied = wait_until(SETTLE, || async {
+        let log = stack.log("deadline").ok()?;
+        (log.matches("event applied").count() >= 2).then_some(())
+    })
+    .await;
+    assert!(applied.is_ok(), "the deadline service applied OrderCreated and OrderPlaced");
+    for service in e2e_tests::SERVICES {
+        let log = stack.log(service)?;
+        let mut event_lines = 0;
+        for line in log.lines().filter(|l| !l.trim().is_empty()) {
+            let entry: Value = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("{service}: not JSON: {line}: {e}"))?;
+            if entry["message"] == "event applied" {
+                event_lines += 1;
+                let span = &entry["span"];
+                assert_eq!(span["order.id"], order_id, "{line}");
+                assert!(span["event.id"].as_str().is_some_and(|id| id.len() == 36), "{line}");
+                assert!(span["event.type"].is_string() && span["kafka.offset"].is_number(), "{line}");
+            }
+        }
+        assert!(event_lines > 0, "{service} logged the events it applied");
+    }
+    Ok(())
+}
+
 /// Runs Debian's Chromium headless (as the machine's notes prescribe) and returns its stdout.
 fn chromium(args: &[&str]) -> anyhow::Result<String> {
     let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into());
