@@ -8,7 +8,7 @@ use axum::{
     routing::get,
 };
 use chrono::{DateTime, Utc};
-use saga_runtime::http::{ApiError, Page};
+use saga_runtime::http::{ApiError, Page, found, path_id};
 use serde::Serialize;
 
 use crate::DeadlineService;
@@ -49,15 +49,13 @@ async fn show(
     State(service): State<Arc<DeadlineService>>,
     Path(order_id): Path<String>,
 ) -> Result<Json<DeadlineView>, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no deadline for order {order_id}"));
-    let numeric: i64 = order_id.parse().map_err(|_| not_found())?;
-    sqlx::query_as(
+    let missing = format!("no deadline for order {order_id}");
+    let row = sqlx::query_as(
         "SELECT order_id, deadline, status, created_at, fired_at, cancelled_at
          FROM deadlines WHERE order_id = $1",
     )
-    .bind(numeric)
+    .bind(path_id(&order_id, &missing)?)
     .fetch_optional(&service.pool)
-    .await?
-    .map(Json)
-    .ok_or_else(not_found)
+    .await?;
+    found(row, &missing)
 }

@@ -258,7 +258,9 @@ impl Stack {
 
     /// What an instance has logged so far.
     pub fn log(&self, instance: &str) -> anyhow::Result<String> {
-        Ok(std::fs::read_to_string(self.logs.join(format!("{instance}.log")))?)
+        Ok(std::fs::read_to_string(
+            self.logs.join(format!("{instance}.log")),
+        )?)
     }
 
     pub fn url(&self, service: &str) -> String {

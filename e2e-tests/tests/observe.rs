@@ -398,18 +398,28 @@ async fn json_logs_carry_the_order_and_event_ids_of_every_event_line() -> anyhow
         (log.matches("event applied").count() >= 2).then_some(())
     })
     .await;
-    assert!(applied.is_ok(), "the deadline service applied OrderCreated and OrderPlaced");
+    assert!(
+        applied.is_ok(),
+        "the deadline service applied OrderCreated and OrderPlaced"
+    );
     for service in e2e_tests::SERVICES {
         let log = stack.log(service)?;
         let mut event_lines = 0;
         for line in log.lines().filter(|l| !l.trim().is_empty()) {
-            let entry: Value = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("{service}: not JSON: {line}: {e}"))?;
+            let entry: Value = serde_json::from_str(line)
+                .map_err(|e| anyhow::anyhow!("{service}: not JSON: {line}: {e}"))?;
             if entry["message"] == "event applied" {
                 event_lines += 1;
                 let span = &entry["span"];
                 assert_eq!(span["order.id"], order_id, "{line}");
-                assert!(span["event.id"].as_str().is_some_and(|id| id.len() == 36), "{line}");
-                assert!(span["event.type"].is_string() && span["kafka.offset"].is_number(), "{line}");
+                assert!(
+                    span["event.id"].as_str().is_some_and(|id| id.len() == 36),
+                    "{line}"
+                );
+                assert!(
+                    span["event.type"].is_string() && span["kafka.offset"].is_number(),
+                    "{line}"
+                );
             }
         }
         assert!(event_lines > 0, "{service} logged the events it applied");

@@ -331,6 +331,12 @@ async fn the_seed_walkthrough_works_through_the_gateway_with_httpie_strings() ->
             "{path} → {list}"
         );
     }
+    let (status, document) = stack.get("gateway", "/openapi.json").await?;
+    assert_eq!(status, 200);
+    assert!(
+        document["paths"]["/orders"]["post"].is_object(),
+        "the API description is served"
+    );
     let (status, error) = stack.get("gateway", "/nowhere").await?;
     assert_eq!((status, &error["error"]), (404, &json!("not_found")));
 

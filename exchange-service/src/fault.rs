@@ -46,3 +46,45 @@ impl FaultHooks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    fn hooks(enabled: bool) -> FaultHooks {
+        FaultHooks {
+            enabled,
+            before_check: Duration::from_secs(10),
+            after_check: Duration::from_secs(3),
+        }
+    }
+
+    /// How long each hook waited for an order of `currency_id`, on tokio's paused clock.
+    async fn waited(hooks: &FaultHooks, currency_id: Option<&str>) -> (Duration, Duration) {
+        let start = Instant::now();
+        hooks.before_check(currency_id).await;
+        let before = start.elapsed();
+        hooks.after_check(currency_id).await;
+        (before, start.elapsed() - before)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn currency_100_waits_before_the_check_and_200_after_it() {
+        let hooks = hooks(true);
+        let (ten, three) = (Duration::from_secs(10), Duration::from_secs(3));
+        assert_eq!(waited(&hooks, Some("100")).await, (ten, Duration::ZERO));
+        assert_eq!(waited(&hooks, Some("200")).await, (Duration::ZERO, three));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_orders_and_switched_off_hooks_never_wait() {
+        let none = (Duration::ZERO, Duration::ZERO);
+        for currency_id in [Some("1"), None] {
+            assert_eq!(waited(&hooks(true), currency_id).await, none);
+        }
+        for currency_id in [Some("100"), Some("200")] {
+            assert_eq!(waited(&hooks(false), currency_id).await, none);
+        }
+    }
+}

@@ -9,7 +9,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use saga_runtime::http::{ApiError, Page};
+use saga_runtime::http::{ApiError, Page, found, path_id};
 use serde::Serialize;
 
 use crate::ExchangeService;
@@ -60,16 +60,14 @@ async fn show(
     State(service): State<Arc<ExchangeService>>,
     Path(order_id): Path<String>,
 ) -> Result<Json<ExchangeView>, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no exchange for order {order_id}"));
-    let numeric: i64 = order_id.parse().map_err(|_| not_found())?;
-    sqlx::query_as(concat!(
+    let missing = format!("no exchange for order {order_id}");
+    let row = sqlx::query_as(concat!(
         "SELECT ",
         columns!(),
         " FROM exchanges WHERE order_id = $1"
     ))
-    .bind(numeric)
+    .bind(path_id(&order_id, &missing)?)
     .fetch_optional(&service.pool)
-    .await?
-    .map(Json)
-    .ok_or_else(not_found)
+    .await?;
+    found(row, &missing)
 }

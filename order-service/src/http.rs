@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use common_events::{Envelope, Event};
 use rust_decimal::Decimal;
 use saga_runtime::{
-    http::{ApiError, JsonBody, Page},
+    http::{ApiError, JsonBody, Page, found, path_id},
     input::{self, Body},
     outbox,
 };
@@ -105,12 +105,10 @@ async fn show(
     State(service): State<Arc<OrderService>>,
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let not_found = || ApiError::NotFound(format!("order {id} not found"));
-    let numeric: i64 = id.parse().map_err(|_| not_found())?;
-    sqlx::query_as(concat!("SELECT ", columns!(), " FROM orders WHERE id = $1"))
-        .bind(numeric)
+    let missing = format!("order {id} not found");
+    let row = sqlx::query_as(concat!("SELECT ", columns!(), " FROM orders WHERE id = $1"))
+        .bind(path_id(&id, &missing)?)
         .fetch_optional(&service.pool)
-        .await?
-        .map(Json)
-        .ok_or_else(not_found)
+        .await?;
+    found(row, &missing)
 }

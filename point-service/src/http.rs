@@ -11,7 +11,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use saga_runtime::{
-    http::{ApiError, JsonBody, Page},
+    http::{ApiError, JsonBody, Page, found, path_id},
     input::{self, Body},
 };
 use serde::Serialize;
@@ -115,15 +115,13 @@ async fn transaction(
     State(service): State<Arc<PointService>>,
     Path(order_id): Path<String>,
 ) -> Result<Json<TransactionView>, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no point transaction for order {order_id}"));
-    let numeric: i64 = order_id.parse().map_err(|_| not_found())?;
-    sqlx::query_as(
+    let missing = format!("no point transaction for order {order_id}");
+    let row = sqlx::query_as(
         "SELECT order_id, user_id, point, status, reason, created_at, compensated_at
          FROM point_transactions WHERE order_id = $1",
     )
-    .bind(numeric)
+    .bind(path_id(&order_id, &missing)?)
     .fetch_optional(&service.pool)
-    .await?
-    .map(Json)
-    .ok_or_else(not_found)
+    .await?;
+    found(row, &missing)
 }

@@ -59,6 +59,19 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// An id from a request path. One that is not a number names nothing, so it is a 404 like an
+/// id that is not there; `missing` says what was not found.
+pub fn path_id(raw: &str, missing: &str) -> Result<i64, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::NotFound(missing.to_string()))
+}
+
+/// The row a lookup found, or a 404 saying what is `missing`.
+pub fn found<T>(row: Option<T>, missing: &str) -> Result<Json<T>, ApiError> {
+    row.map(Json)
+        .ok_or_else(|| ApiError::NotFound(missing.to_string()))
+}
+
 /// `Json<T>` whose rejections (wrong content type, malformed JSON, wrong shape) are API errors.
 pub struct JsonBody<T>(pub T);
 
@@ -157,9 +170,7 @@ async fn saga_events(
     State(probes): State<Probes>,
     Path(order_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let order_id: i64 = order_id
-        .parse()
-        .map_err(|_| ApiError::NotFound(format!("order {order_id} not found")))?;
+    let order_id = path_id(&order_id, &format!("order {order_id} not found"))?;
     let emitted: Vec<Emitted> = sqlx::query_as(
         "SELECT event_id, event_type, payload, created_at, published_at
          FROM outbox WHERE order_id = $1 ORDER BY id",
