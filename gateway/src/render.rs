@@ -367,14 +367,14 @@ pub fn text(view: &SagaView) -> String {
             );
             deadline_shown = true;
         }
-        let _ = writeln!(
-            out,
+        let line = format!(
             "{:>10}  {:<9} {:<20} {}",
             format!("+{}", ms_label(ms)),
             event.emitted_by.as_deref().unwrap_or("?"),
             event.event_type,
             fields_text(&event.fields)
         );
+        let _ = writeln!(out, "{}", line.trim_end());
         let _ = writeln!(
             out,
             "{:>10}  {:<9} -> {}",
