@@ -2,6 +2,10 @@
 //! its expiry check, `currencyId=200` after it. They show that a slow step cannot break the
 //! saga: the wait before the check ends in an ignored, expired event; the wait after it ends in
 //! the guarded write refusing an exchange whose deadline passed meanwhile.
+//!
+//! The wait before the check runs before the event's transaction, holding nothing. The wait
+//! after it is, by its purpose, inside the transaction, between the check and the write, so each
+//! `currencyId=200` order holds one database connection while it waits.
 
 use std::time::Duration;
 

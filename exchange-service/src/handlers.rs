@@ -16,12 +16,12 @@ impl EventHandler for ExchangeService {
         matches!(event_type, "OrderCreated" | "OrderRejected")
     }
 
+    async fn before_transaction(&self, event: &Envelope) {
+        self.hooks.before_check(currency_of(event)).await;
+    }
+
     async fn handle(&self, conn: &mut PgConnection, event: &Envelope) -> anyhow::Result<Outcome> {
-        let currency_id = match &event.event {
-            Event::OrderCreated { currency_id, .. } => currency_id.as_deref(),
-            _ => None,
-        };
-        self.hooks.before_check(currency_id).await;
+        let currency_id = currency_of(event);
         let row: Option<(String, Decimal)> =
             sqlx::query_as("SELECT status, point FROM exchanges WHERE order_id = $1 FOR UPDATE")
                 .bind(event.order_id)
@@ -58,6 +58,13 @@ impl EventHandler for ExchangeService {
             Decision::Ignore(reason) => return Ok(Outcome::Ignored(reason)),
         }
         Ok(Outcome::Applied)
+    }
+}
+
+fn currency_of(event: &Envelope) -> Option<&str> {
+    match &event.event {
+        Event::OrderCreated { currency_id, .. } => currency_id.as_deref(),
+        _ => None,
     }
 }
 

@@ -53,6 +53,13 @@ pub trait EventHandler: Send + Sync + 'static {
     /// Whether this service acts on `event_type`; other events are passed over unread.
     fn consumes(&self, event_type: &str) -> bool;
 
+    /// Runs before the event's transaction begins, holding no database connection: the place
+    /// for a deliberate wait (the exchange's fault hook), so that a waiting saga ties up
+    /// nothing the others need.
+    fn before_transaction(&self, _event: &Envelope) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// Applies `event` inside the transaction `conn`, writing state and outbox rows there.
     /// An error rolls the transaction back and the event is retried.
     fn handle(
@@ -265,7 +272,11 @@ impl<H: EventHandler> Loop<H> {
                 kafka.partition = job.message.partition(),
                 kafka.offset = job.message.offset(),
             );
-            if !self.apply_with_retry(&job.event).instrument(span).await {
+            let applied = async {
+                self.handler.before_transaction(&job.event).await;
+                self.apply_with_retry(&job.event).await
+            };
+            if !applied.instrument(span).await {
                 return;
             }
             self.finish(
