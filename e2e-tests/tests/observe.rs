@@ -261,7 +261,9 @@ async fn metrics_count_what_happened() -> anyhow::Result<()> {
         stack.finished(*order_id, status, SETTLE).await?;
     }
 
-    let expectations: &[(&str, &str, &[(&str, &str)], f64)] = &[
+    // (service, metric, labels it must have, expected value)
+    type Expectation<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], f64);
+    let expectations: &[Expectation] = &[
         ("order", "sagas_finished", &[("outcome", "APPROVED")], 3.0),
         (
             "order",

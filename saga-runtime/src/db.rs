@@ -21,10 +21,10 @@ pub async fn connect(url: &str, service_migrations: &Migrator) -> anyhow::Result
         .with_context(|| format!("cannot reach PostgreSQL for database {database}"))?
     {
         // Two instances starting at once may race here; the loser's "already exists" is fine.
-        if let Err(e) = sqlx::Postgres::create_database(url).await {
-            if !sqlx::Postgres::database_exists(url).await.unwrap_or(false) {
-                return Err(e).with_context(|| format!("cannot create database {database}"));
-            }
+        if let Err(e) = sqlx::Postgres::create_database(url).await
+            && !sqlx::Postgres::database_exists(url).await.unwrap_or(false)
+        {
+            return Err(e).with_context(|| format!("cannot create database {database}"));
         }
     }
     let pool = PgPoolOptions::new()

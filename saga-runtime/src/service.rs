@@ -109,13 +109,24 @@ pub async fn run<S: Service>() -> anyhow::Result<()> {
     }
     // The relay stops last, after everything that writes to the outbox has stopped.
     let relay_stop = CancellationToken::new();
-    let relay = tokio::spawn(outbox::relay(
+    let relay = outbox::relay(
         pool,
         producer,
         config.kafka.topic.clone(),
         metrics,
         relay_stop.clone(),
-    ));
+    );
+    let relay = tokio::spawn({
+        // A relay that fails stops the service: running on without it would publish nothing.
+        let stop = stop.clone();
+        async move {
+            let relayed = relay.await;
+            if relayed.is_err() {
+                stop.cancel();
+            }
+            relayed
+        }
+    });
 
     tracing::info!(
         addr = %config.http_addr,
@@ -136,16 +147,17 @@ pub async fn run<S: Service>() -> anyhow::Result<()> {
     parts.tasks.wait().await;
     relay_stop.cancel();
     let relayed = relay.await.context("relay task panicked")?;
-    if let Err(error) = relayed {
+    if let Err(error) = &relayed {
         tracing::error!(
             error.message = format!("{error:#}"),
             "outbox relay stopped with an error"
         );
     }
     tracing::info!("{} stopped", S::NAME);
-    match parts.failed() {
-        Some(part) => anyhow::bail!("{} stopped because its {part} failed", S::NAME),
-        None => Ok(()),
+    match (parts.failed(), relayed) {
+        (Some(part), _) => anyhow::bail!("{} stopped because its {part} failed", S::NAME),
+        (None, Err(_)) => anyhow::bail!("{} stopped because its outbox relay failed", S::NAME),
+        (None, Ok(())) => Ok(()),
     }
 }
 
