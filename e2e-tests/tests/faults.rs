@@ -235,7 +235,7 @@ async fn redelivering_every_event_of_finished_sagas_changes_nothing() -> anyhow:
 
 #[tokio::test]
 async fn a_compensation_delivered_many_times_under_new_ids_refunds_once() -> anyhow::Result<()> {
-    let stack = Stack::start("refundonce", &[("DEADLINE_MS", "1500")]).await?;
+    let stack = Stack::start("refundonce", &[]).await?;
     stack.open_account("jjy", 10000).await?;
     let order_id = stack.order("jjy", 1, 500).await?;
     stack.finished(order_id, "APPROVED", SETTLE).await?;

@@ -46,7 +46,7 @@ async fn saga(stack: &Stack, order_id: i64) -> anyhow::Result<Value> {
 #[tokio::test]
 async fn the_saga_view_tells_each_story_in_order_with_ignored_and_duplicate_events_marked()
 -> anyhow::Result<()> {
-    let mut stack = Stack::start("sagaview", &[("DEADLINE_MS", "1500")]).await?;
+    let mut stack = Stack::start("sagaview", &[("DEADLINE_MS", "3000")]).await?;
     stack.restart("gateway", &[]).await?;
     stack.open_account("jjy", 10000).await?;
 
@@ -178,14 +178,13 @@ async fn the_saga_view_tells_each_story_in_order_with_ignored_and_duplicate_even
 
 #[tokio::test]
 async fn a_browser_shows_the_timeline_of_a_finished_saga() -> anyhow::Result<()> {
-    let mut stack = Stack::start("timeline", &[("DEADLINE_MS", "1000")]).await?;
+    let mut stack = Stack::start("timeline", &[]).await?;
     stack.restart("gateway", &[]).await?;
     stack.open_account("jjy", 100).await?;
     let order_id = stack.order("jjy", 1, 500).await?;
     stack
         .finished(order_id, "REJECTED DUE TO POINT LIMIT", SETTLE)
         .await?;
-    // Let the deadline pass, so its (cancelled) time is on the page too.
     let url = format!("{}/sagas/{order_id}", stack.url("gateway"));
 
     let dom = chromium(&["--dump-dom", &url])?;
@@ -233,7 +232,7 @@ async fn a_browser_shows_the_timeline_of_a_finished_saga() -> anyhow::Result<()>
 
 #[tokio::test]
 async fn metrics_count_what_happened() -> anyhow::Result<()> {
-    let mut stack = Stack::start("metrics", &[("DEADLINE_MS", "1500")]).await?;
+    let mut stack = Stack::start("metrics", &[("DEADLINE_MS", "3000")]).await?;
     stack.open_account("jjy", 10000).await?;
     // First the saga that runs into its deadline: restarting the exchange resets its counters.
     stack.stop("exchange").await?;

@@ -88,8 +88,6 @@ async fn an_order_for_a_holder_without_an_account_is_rejected_long_before_its_de
     let order = stack.settled(order_id, Duration::from_secs(15)).await?;
     assert_eq!(order["status"], "REJECTED DUE TO POINT LIMIT");
     assert_eq!(order["reason"], "no point account for nobody");
-    let (_, deadlines) = stack.get("deadline", "/deadlines").await?;
-    let _ = deadlines;
     stack
         .finished(order_id, "REJECTED DUE TO POINT LIMIT", SETTLE)
         .await?;

@@ -76,9 +76,10 @@ pub async fn run<H: EventHandler>(
     producer: FutureProducer,
     handler: Arc<H>,
     metrics: Metrics,
+    membership: kafka::GroupMembership,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let consumer = Arc::new(kafka::consumer(&config.kafka)?);
+    let consumer = Arc::new(kafka::consumer(&config.kafka, membership)?);
     consumer
         .subscribe(&[&config.kafka.topic])
         .with_context(|| format!("cannot subscribe to {}", config.kafka.topic))?;
@@ -137,7 +138,7 @@ pub async fn run<H: EventHandler>(
 
 /// The shared parts of one consumer loop; workers reach it through an `Arc`.
 struct Loop<H> {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<kafka::ConsumerEvents>>,
     pool: PgPool,
     producer: FutureProducer,
     handler: Arc<H>,

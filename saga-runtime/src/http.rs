@@ -15,7 +15,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use std::time::Duration;
 
-use crate::metrics::Metrics;
+use crate::{kafka::GroupMembership, metrics::Metrics};
 
 /// What a request can end in besides success. Client errors name the problem; server errors
 /// are logged with their cause and answered with an opaque message.
@@ -94,9 +94,11 @@ pub struct Probes {
     pub pool: PgPool,
     pub producer: FutureProducer,
     pub metrics: Metrics,
+    pub membership: GroupMembership,
 }
 
-/// `/healthz` (the process answers), `/readyz` (database and Kafka reachable), `/metrics`, and
+/// `/healthz` (the process answers), `/readyz` (database and Kafka reachable, consumer in its
+/// group), `/metrics`, and
 /// JSON errors for unknown routes.
 pub fn operational_routes(probes: Probes) -> Router {
     Router::new()
@@ -129,16 +131,14 @@ async fn ready(State(probes): State<Probes>) -> Response {
     })
     .await
     .unwrap_or(false);
-    let status = if database && kafka {
+    let consumer = probes.membership.joined();
+    let status = if database && kafka && consumer {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(json!({ "database": database, "kafka": kafka })),
-    )
-        .into_response()
+    let body = json!({ "database": database, "kafka": kafka, "consumer": consumer });
+    (status, Json(body)).into_response()
 }
 
 /// An event this service wrote to its outbox.

@@ -2,25 +2,28 @@
 //! stores offsets by itself, and topic creation for a fresh broker. Settings given as
 //! `RDKAFKA_*` variables are applied last, so they override these defaults.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use rdkafka::{
     ClientConfig,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
+    client::{ClientContext, DefaultClientContext},
     config::FromClientConfig,
-    consumer::StreamConsumer,
+    consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer},
     producer::FutureProducer,
     types::RDKafkaErrorCode,
 };
 
 use crate::config::KafkaConfig;
 
-fn client<T: FromClientConfig>(
-    config: &KafkaConfig,
-    defaults: &[(&str, &str)],
-) -> anyhow::Result<T> {
+fn settings(config: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &config.bootstrap);
     for (key, value) in defaults {
@@ -30,8 +33,39 @@ fn client<T: FromClientConfig>(
         client.set(key, value);
     }
     client
+}
+
+fn client<T: FromClientConfig>(
+    config: &KafkaConfig,
+    defaults: &[(&str, &str)],
+) -> anyhow::Result<T> {
+    settings(config, defaults)
         .create()
         .with_context(|| format!("cannot create Kafka client for {}", config.bootstrap))
+}
+
+/// Whether the consumer has joined its group and been given its share of the partitions;
+/// `/readyz` reports it, since a service that has not joined yet consumes nothing.
+#[derive(Clone, Default)]
+pub struct GroupMembership(Arc<AtomicBool>);
+
+impl GroupMembership {
+    pub fn joined(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The consumer's callbacks: records when the group has given it partitions.
+pub struct ConsumerEvents(GroupMembership);
+
+impl ClientContext for ConsumerEvents {}
+
+impl ConsumerContext for ConsumerEvents {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(_) = rebalance {
+            self.0.0.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Idempotence keeps retries from duplicating or reordering a partition's messages.
@@ -49,7 +83,10 @@ pub fn producer(config: &KafkaConfig) -> anyhow::Result<FutureProducer> {
 
 /// Offsets are stored by the consumer loop only after the database commit; the background
 /// committer then commits what was stored (the at-least-once pattern of rust-rdkafka).
-pub fn consumer(config: &KafkaConfig) -> anyhow::Result<StreamConsumer> {
+pub fn consumer(
+    config: &KafkaConfig,
+    membership: GroupMembership,
+) -> anyhow::Result<StreamConsumer<ConsumerEvents>> {
     let mut settings = vec![
         ("group.id", config.group_id.as_str()),
         ("enable.auto.commit", "true"),
@@ -63,7 +100,9 @@ pub fn consumer(config: &KafkaConfig) -> anyhow::Result<StreamConsumer> {
     if let Some(instance) = &config.group_instance_id {
         settings.push(("group.instance.id", instance));
     }
-    client(config, &settings)
+    self::settings(config, &settings)
+        .create_with_context(ConsumerEvents(membership))
+        .with_context(|| format!("cannot create Kafka consumer for {}", config.bootstrap))
 }
 
 /// Creates the saga topic and the dead-letter topic if they are missing.

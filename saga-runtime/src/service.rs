@@ -18,7 +18,7 @@ use crate::{
     config::Config,
     consumer, db,
     http::{Probes, operational_routes},
-    kafka,
+    kafka::{self, GroupMembership},
     metrics::Metrics,
     outbox, telemetry,
 };
@@ -75,6 +75,7 @@ pub async fn run<S: Service>() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.http_addr))?;
 
     let stop = CancellationToken::new();
+    let membership = GroupMembership::default();
     let parts = Parts::new(stop.clone());
     let app = service
         .clone()
@@ -84,6 +85,7 @@ pub async fn run<S: Service>() -> anyhow::Result<()> {
             pool: pool.clone(),
             producer: producer.clone(),
             metrics: metrics.clone(),
+            membership: membership.clone(),
         }))
         .method_not_allowed_fallback(crate::http::method_not_allowed);
     let http_stop = stop.clone();
@@ -101,6 +103,7 @@ pub async fn run<S: Service>() -> anyhow::Result<()> {
             producer.clone(),
             service.clone(),
             metrics.clone(),
+            membership,
             stop.clone(),
         ),
     );
