@@ -12,11 +12,5 @@ CREATE TABLE deadlines (
 CREATE INDEX deadlines_pending ON deadlines (deadline) WHERE status = 'PENDING';
 
 -- Wake every timer listening on this database when a deadline is scheduled, at commit.
-CREATE FUNCTION deadline_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('deadline_scheduled', '');
-    RETURN NULL;
-END $$;
-
 CREATE TRIGGER deadline_notify AFTER INSERT ON deadlines
-    FOR EACH STATEMENT EXECUTE FUNCTION deadline_notify();
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_on_insert('deadline_scheduled');

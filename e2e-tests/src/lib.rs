@@ -241,7 +241,7 @@ impl Stack {
         Ok(status.success())
     }
 
-    /// Waits for a service to exit on its own (e.g. at a crash point); returns whether it did.
+    /// Waits for a service to exit on its own (e.g. at a crash point); an error if it does not.
     pub async fn wait_exit(&mut self, service: &str, timeout: Duration) -> anyhow::Result<()> {
         let mut child = self
             .processes

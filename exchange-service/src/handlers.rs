@@ -21,7 +21,6 @@ impl EventHandler for ExchangeService {
     }
 
     async fn handle(&self, conn: &mut PgConnection, event: &Envelope) -> anyhow::Result<Outcome> {
-        let currency_id = currency_of(event);
         let row: Option<(String, Decimal)> =
             sqlx::query_as("SELECT status, point FROM exchanges WHERE order_id = $1 FOR UPDATE")
                 .bind(event.order_id)
@@ -37,13 +36,36 @@ impl EventHandler for ExchangeService {
         };
         match domain::decide(exchange, &event.event, event.is_expired(Utc::now())) {
             Decision::Exchange { point } => {
-                self.hooks.after_check(currency_id).await;
-                if !exchange_in_time(conn, event, point).await? {
-                    return Ok(Outcome::Ignored("expired during processing"));
-                }
-                let Event::OrderCreated { holder_id, .. } = &event.event else {
+                let Event::OrderCreated {
+                    holder_id,
+                    currency_id,
+                    amount,
+                } = &event.event
+                else {
                     anyhow::bail!("exchange decided for {}", event.event.event_type());
                 };
+                self.hooks.after_check(currency_id.as_deref()).await;
+                // The exchange is recorded only if the deadline still holds when the row is
+                // written: the expiry check and the change it guards are one statement (SPEC §4
+                // rule 5), so a wait since the first check cannot let an expired exchange through.
+                let recorded = sqlx::query(
+                    "INSERT INTO exchanges (order_id, user_id, currency_id, amount, point, status, deadline)
+                     SELECT $1, $2, $3, $4, $5, 'EXCHANGED', $6 WHERE clock_timestamp() < $6
+                     ON CONFLICT (order_id) DO NOTHING",
+                )
+                .bind(event.order_id)
+                .bind(holder_id)
+                .bind(currency_id)
+                .bind(amount)
+                .bind(point)
+                .bind(event.deadline)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !recorded {
+                    return Ok(Outcome::Ignored("expired during processing"));
+                }
                 let succeed = Event::ExchangeSucceed {
                     user_id: holder_id.clone(),
                     point,
@@ -66,38 +88,6 @@ fn currency_of(event: &Envelope) -> Option<&str> {
         Event::OrderCreated { currency_id, .. } => currency_id.as_deref(),
         _ => None,
     }
-}
-
-/// Records the exchange only if the deadline has still not passed when the row is written: the
-/// expiry check and the change it guards are one statement (SPEC §4 rule 5), so a wait between
-/// the first check and here cannot let an expired exchange through. `false` if it was too late.
-async fn exchange_in_time(
-    conn: &mut PgConnection,
-    event: &Envelope,
-    point: Decimal,
-) -> sqlx::Result<bool> {
-    let Event::OrderCreated {
-        holder_id,
-        currency_id,
-        amount,
-    } = &event.event
-    else {
-        return Ok(false);
-    };
-    let inserted = sqlx::query(
-        "INSERT INTO exchanges (order_id, user_id, currency_id, amount, point, status, deadline)
-         SELECT $1, $2, $3, $4, $5, 'EXCHANGED', $6 WHERE clock_timestamp() < $6
-         ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(event.order_id)
-    .bind(holder_id)
-    .bind(currency_id)
-    .bind(amount)
-    .bind(point)
-    .bind(event.deadline)
-    .execute(conn)
-    .await?;
-    Ok(inserted.rows_affected() == 1)
 }
 
 /// Marks the saga compensated, creating the row if nothing was ever exchanged.

@@ -17,16 +17,18 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
 CREATE INDEX outbox_order_id ON outbox (order_id);
 
--- Wake the relay when a transaction that wrote events commits (NOTIFY is delivered at commit,
--- and one per statement is plenty).
-CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Wakes whoever listens on the channel named by the trigger's argument when the inserting
+-- transaction commits (NOTIFY is delivered at commit; one per statement is plenty). Services'
+-- own migrations use it too.
+CREATE FUNCTION notify_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('outbox', '');
+    PERFORM pg_notify(TG_ARGV[0], '');
     RETURN NULL;
 END $$;
 
+-- Wake the relay when a transaction that wrote events commits.
 CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
-    FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_on_insert('outbox');
 
 -- Every consumed event this service acted on or chose to ignore, keyed by eventId, written in
 -- the same transaction as its effects: a redelivered event finds its row, is counted in

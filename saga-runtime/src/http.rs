@@ -90,7 +90,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 /// What the operational routes look at.
 #[derive(Clone)]
 pub struct Probes {
-    pub app: &'static str,
     pub pool: PgPool,
     pub producer: FutureProducer,
     pub metrics: Metrics,
@@ -195,7 +194,7 @@ async fn saga_events(
         })
         .collect();
     Ok(Json(
-        json!({ "service": probes.app, "emitted": emitted, "consumed": consumed }),
+        json!({ "service": probes.metrics.app(), "emitted": emitted, "consumed": consumed }),
     ))
 }
 

@@ -72,10 +72,6 @@ impl Metrics {
         Ok(metrics)
     }
 
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
     pub fn consumed(&self, job: &str) {
         self.consumed.with_label_values(&[self.app, job]).inc();
     }

@@ -8,7 +8,6 @@ use std::{future::Future, sync::Arc, time::Instant};
 
 use anyhow::Context;
 use axum::Router;
-use rdkafka::producer::FutureProducer;
 use sqlx::{PgPool, migrate::Migrator};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -26,9 +25,7 @@ use crate::{
 /// What a service gets to build itself from.
 #[derive(Clone)]
 pub struct ServiceContext {
-    pub config: Config,
     pub pool: PgPool,
-    pub producer: FutureProducer,
     pub metrics: Metrics,
 }
 
@@ -64,9 +61,7 @@ pub async fn run<S: Service>() -> anyhow::Result<()> {
     let producer = kafka::producer(&config.kafka)?;
     let metrics = Metrics::new(S::NAME)?;
     let context = ServiceContext {
-        config: config.clone(),
         pool: pool.clone(),
-        producer: producer.clone(),
         metrics: metrics.clone(),
     };
     let service = Arc::new(S::build(&context)?);
@@ -81,7 +76,6 @@ pub async fn run<S: Service>() -> anyhow::Result<()> {
         .clone()
         .routes()
         .merge(operational_routes(Probes {
-            app: S::NAME,
             pool: pool.clone(),
             producer: producer.clone(),
             metrics: metrics.clone(),

@@ -112,7 +112,7 @@ kafka_wait() {
   # retries until it does, so creating the first topic is also the readiness check.
   local name partitions
   for name in "$topic" "$topic.DLT"; do
-    partitions=${KAFKA_PARTITIONS:-6}; [ "$name" = "$topic" ] || partitions=3
+    partitions=${KAFKA_PARTITIONS:-6}; [ "$name" = "$topic" ] || partitions=1
     until kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$DEFAULT_KAFKA" \
         --create --if-not-exists --topic "$name" --partitions "$partitions" \
         --replication-factor 1 >/dev/null; do
@@ -242,18 +242,7 @@ pg_stop() {
 
 # --- Both --------------------------------------------------------------------------------
 
-# Keeps the local state and the build out of git.
-infra_gitignore() {
-  local entry file=$ROOT/.gitignore
-  for entry in .local target; do
-    grep -qxE "/?$entry/?" "$file" 2>/dev/null && continue
-    [ -z "$(tail -c 1 "$file" 2>/dev/null)" ] || echo >>"$file"  # a last line without newline
-    echo "$entry/" >>"$file"
-  done
-}
-
 infra_up() {
-  infra_gitignore
   kafka_start
   pg_up
   kafka_wait
