@@ -148,32 +148,74 @@ impl Envelope {
     }
 }
 
-/// Every `eventType` this version knows.
-pub const EVENT_TYPES: [&str; 9] = [
-    "OrderCreated",
-    "ExchangeSucceed",
-    "PointUsed",
-    "PointUseFailed",
-    "OrderPlaced",
-    "DeadlineReached",
-    "OrderRejected",
-    "ExchangeCompensated",
-    "PointRefunded",
-];
+/// The kinds of event, without their fields: what services declare they consume and produce,
+/// so that a typo is a compile error rather than an event silently passed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    OrderCreated,
+    ExchangeSucceed,
+    PointUsed,
+    PointUseFailed,
+    OrderPlaced,
+    DeadlineReached,
+    OrderRejected,
+    ExchangeCompensated,
+    PointRefunded,
+}
+
+impl EventType {
+    /// Every type this version knows.
+    pub const ALL: [EventType; 9] = [
+        EventType::OrderCreated,
+        EventType::ExchangeSucceed,
+        EventType::PointUsed,
+        EventType::PointUseFailed,
+        EventType::OrderPlaced,
+        EventType::DeadlineReached,
+        EventType::OrderRejected,
+        EventType::ExchangeCompensated,
+        EventType::PointRefunded,
+    ];
+
+    /// The `eventType` name, also sent as the `type` header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::OrderCreated => "OrderCreated",
+            EventType::ExchangeSucceed => "ExchangeSucceed",
+            EventType::PointUsed => "PointUsed",
+            EventType::PointUseFailed => "PointUseFailed",
+            EventType::OrderPlaced => "OrderPlaced",
+            EventType::DeadlineReached => "DeadlineReached",
+            EventType::OrderRejected => "OrderRejected",
+            EventType::ExchangeCompensated => "ExchangeCompensated",
+            EventType::PointRefunded => "PointRefunded",
+        }
+    }
+
+    /// The type named `name`, if this version knows it.
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 impl Event {
-    /// The `eventType` name, also sent as the `type` header.
-    pub fn event_type(&self) -> &'static str {
+    pub fn event_type(&self) -> EventType {
         match self {
-            Event::OrderCreated { .. } => "OrderCreated",
-            Event::ExchangeSucceed { .. } => "ExchangeSucceed",
-            Event::PointUsed { .. } => "PointUsed",
-            Event::PointUseFailed { .. } => "PointUseFailed",
-            Event::OrderPlaced => "OrderPlaced",
-            Event::DeadlineReached => "DeadlineReached",
-            Event::OrderRejected { .. } => "OrderRejected",
-            Event::ExchangeCompensated { .. } => "ExchangeCompensated",
-            Event::PointRefunded { .. } => "PointRefunded",
+            Event::OrderCreated { .. } => EventType::OrderCreated,
+            Event::ExchangeSucceed { .. } => EventType::ExchangeSucceed,
+            Event::PointUsed { .. } => EventType::PointUsed,
+            Event::PointUseFailed { .. } => EventType::PointUseFailed,
+            Event::OrderPlaced => EventType::OrderPlaced,
+            Event::DeadlineReached => EventType::DeadlineReached,
+            Event::OrderRejected { .. } => EventType::OrderRejected,
+            Event::ExchangeCompensated { .. } => EventType::ExchangeCompensated,
+            Event::PointRefunded { .. } => EventType::PointRefunded,
         }
     }
 }
@@ -330,6 +372,17 @@ mod tests {
         for case in cases {
             assert!(Envelope::from_json(case.as_bytes()).is_err(), "{case}");
         }
+    }
+
+    #[test]
+    fn every_type_is_named_as_on_the_wire() {
+        for event in every_event() {
+            let value: Value = serde_json::from_str(&envelope(event.clone()).to_json()).unwrap();
+            let name = value["eventType"].as_str().unwrap();
+            assert_eq!(event.event_type().as_str(), name);
+            assert_eq!(EventType::parse(name), Some(event.event_type()));
+        }
+        assert_eq!(EventType::parse("OrderShipped"), None);
     }
 
     #[test]

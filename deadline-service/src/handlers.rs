@@ -1,16 +1,18 @@
 //! Scheduling and cancelling: `OrderCreated` schedules the saga's deadline; `OrderPlaced` and
 //! `OrderRejected` cancel it, where a missing or already fired deadline is a no-op.
 
-use common_events::{Envelope, Event};
+use common_events::{Envelope, Event, EventType};
 use saga_runtime::{EventHandler, Outcome};
 use sqlx::PgConnection;
 
 use crate::DeadlineService;
 
 impl EventHandler for DeadlineService {
-    fn consumes(&self, event_type: &str) -> bool {
-        matches!(event_type, "OrderCreated" | "OrderPlaced" | "OrderRejected")
-    }
+    const CONSUMES: &'static [EventType] = &[
+        EventType::OrderCreated,
+        EventType::OrderPlaced,
+        EventType::OrderRejected,
+    ];
 
     async fn handle(&self, conn: &mut PgConnection, event: &Envelope) -> anyhow::Result<Outcome> {
         let changed = match event.event {

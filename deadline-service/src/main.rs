@@ -8,8 +8,9 @@ mod timer;
 use std::sync::Arc;
 
 use axum::Router;
+use common_events::EventType;
 use prometheus::Histogram;
-use saga_runtime::{Service, ServiceContext};
+use saga_runtime::{Service, ServiceContext, config::Vars};
 use sqlx::{PgPool, migrate::Migrator};
 use tokio_util::sync::CancellationToken;
 
@@ -25,12 +26,19 @@ impl Service for DeadlineService {
     const NAME: &'static str = "deadline-service";
     const PORT: u16 = 8084;
     const DATABASE: &'static str = "saga_deadline";
+    const PRODUCES: &'static [EventType] = &[EventType::DeadlineReached];
+
+    type Settings = ();
+
+    fn settings(_vars: &Vars) -> anyhow::Result<()> {
+        Ok(())
+    }
 
     fn migrations() -> &'static Migrator {
         &MIGRATIONS
     }
 
-    fn build(context: &ServiceContext) -> anyhow::Result<Self> {
+    fn build(context: &ServiceContext, _settings: ()) -> anyhow::Result<Self> {
         let lateness = context.metrics.histogram(
             "deadline_lateness_seconds",
             "How long after its deadline each DeadlineReached was written.",
@@ -63,5 +71,5 @@ impl Service for DeadlineService {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    saga_runtime::run::<DeadlineService>().await
+    saga_runtime::serve::<DeadlineService>().await
 }

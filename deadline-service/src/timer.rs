@@ -13,7 +13,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use common_events::{Envelope, Event};
 use prometheus::Histogram;
-use saga_runtime::outbox;
+use saga_runtime::{outbox, retry::Backoff};
 use sqlx::{PgPool, postgres::PgListener};
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +29,7 @@ pub async fn run(
         .await
         .context("cannot listen for scheduled deadlines")?;
     listener.listen("deadline_scheduled").await?;
-    let mut failures = 0;
+    let mut failures = Backoff::DEFAULT.start();
     while !shutdown.is_cancelled() {
         let next = async {
             fire_due(&pool, &lateness).await?;
@@ -37,7 +37,7 @@ pub async fn run(
         };
         let sleep = match next.await {
             Ok(next) => {
-                failures = 0;
+                failures.reset();
                 next.map_or(MAX_SLEEP, |at| {
                     (at - Utc::now())
                         .to_std()
@@ -46,13 +46,13 @@ pub async fn run(
                 })
             }
             Err(error) => {
-                failures += 1;
                 tracing::warn!(
                     error.message = format!("{error:#}"),
-                    failures,
+                    failures = failures.count() + 1,
                     "deadline timer failed, retrying"
                 );
-                saga_runtime::outbox::backoff(failures)
+                failures.wait(&shutdown).await;
+                continue;
             }
         };
         if sleep.is_zero() {

@@ -42,7 +42,13 @@ fn variables_read() -> BTreeSet<String> {
                 if source.contains("EnvFilter::try_from_default_env") {
                     names.insert("RUST_LOG".to_string());
                 }
-                for call in ["env_or(\"", "env_millis(\"", "env::var(\""] {
+                for call in [
+                    ".parse(\"",
+                    ".millis(\"",
+                    ".switch(\"",
+                    ".get(\"",
+                    "env::var(\"",
+                ] {
                     for piece in source.split(call).skip(1) {
                         if let Some(end) = piece.find('"') {
                             names.insert(piece[..end].to_string());

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use saga_runtime::config::{env_millis, env_or};
+use saga_runtime::config::Vars;
 
 #[derive(Debug, Clone)]
 pub struct FaultHooks {
@@ -21,13 +21,18 @@ pub struct FaultHooks {
 impl FaultHooks {
     /// `FAULT_HOOKS=off` switches them off; `FAULT_DELAY_BEFORE_CHECK_MS` and
     /// `FAULT_DELAY_AFTER_CHECK_MS` set the waits (10 s each by default).
-    pub fn from_env() -> anyhow::Result<Self> {
-        let switch: String = env_or("FAULT_HOOKS", "on".to_string())?;
+    pub fn from_vars(vars: &Vars) -> anyhow::Result<Self> {
         Ok(FaultHooks {
-            enabled: !matches!(switch.to_lowercase().as_str(), "off" | "false" | "0" | "no"),
-            before_check: env_millis("FAULT_DELAY_BEFORE_CHECK_MS", Duration::from_secs(10))?,
-            after_check: env_millis("FAULT_DELAY_AFTER_CHECK_MS", Duration::from_secs(10))?,
+            enabled: vars.switch("FAULT_HOOKS", true)?,
+            before_check: vars.millis("FAULT_DELAY_BEFORE_CHECK_MS", Duration::from_secs(10))?,
+            after_check: vars.millis("FAULT_DELAY_AFTER_CHECK_MS", Duration::from_secs(10))?,
         })
+    }
+
+    /// Whether an order of `currency_id` waits in a hook.
+    pub fn applies_to(&self, currency_id: Option<&str>) -> bool {
+        let waits = |trigger, delay: Duration| currency_id == Some(trigger) && !delay.is_zero();
+        self.enabled && (waits("100", self.before_check) || waits("200", self.after_check))
     }
 
     pub async fn before_check(&self, currency_id: Option<&str>) {
@@ -79,6 +84,14 @@ mod tests {
         let (ten, three) = (Duration::from_secs(10), Duration::from_secs(3));
         assert_eq!(waited(&hooks, Some("100")).await, (ten, Duration::ZERO));
         assert_eq!(waited(&hooks, Some("200")).await, (Duration::ZERO, three));
+    }
+
+    #[test]
+    fn only_hooked_orders_are_said_to_wait() {
+        let on = hooks(true);
+        assert!(on.applies_to(Some("100")) && on.applies_to(Some("200")));
+        assert!(!on.applies_to(Some("1")) && !on.applies_to(None));
+        assert!(!hooks(false).applies_to(Some("100")));
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,7 +1,7 @@
 //! The exchange's reactions to `OrderCreated` and `OrderRejected`.
 
 use chrono::Utc;
-use common_events::{Envelope, Event};
+use common_events::{Envelope, Event, EventType};
 use rust_decimal::Decimal;
 use saga_runtime::{EventHandler, Outcome, outbox};
 use sqlx::PgConnection;
@@ -12,8 +12,11 @@ use crate::{
 };
 
 impl EventHandler for ExchangeService {
-    fn consumes(&self, event_type: &str) -> bool {
-        matches!(event_type, "OrderCreated" | "OrderRejected")
+    const CONSUMES: &'static [EventType] = &[EventType::OrderCreated, EventType::OrderRejected];
+
+    /// A hooked order waits 10 s on purpose; alone, it holds up no other saga.
+    fn runs_alone(&self, event: &Envelope) -> bool {
+        self.hooks.applies_to(currency_of(event))
     }
 
     async fn before_transaction(&self, event: &Envelope) {

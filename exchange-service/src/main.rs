@@ -10,7 +10,8 @@ mod http;
 use std::sync::Arc;
 
 use axum::Router;
-use saga_runtime::{Service, ServiceContext};
+use common_events::EventType;
+use saga_runtime::{Service, ServiceContext, config::Vars};
 use sqlx::{PgPool, migrate::Migrator};
 
 static MIGRATIONS: Migrator = sqlx::migrate!();
@@ -24,15 +25,23 @@ impl Service for ExchangeService {
     const NAME: &'static str = "exchange-service";
     const PORT: u16 = 8082;
     const DATABASE: &'static str = "saga_exchange";
+    const PRODUCES: &'static [EventType] =
+        &[EventType::ExchangeSucceed, EventType::ExchangeCompensated];
+
+    type Settings = fault::FaultHooks;
+
+    fn settings(vars: &Vars) -> anyhow::Result<fault::FaultHooks> {
+        fault::FaultHooks::from_vars(vars)
+    }
 
     fn migrations() -> &'static Migrator {
         &MIGRATIONS
     }
 
-    fn build(context: &ServiceContext) -> anyhow::Result<Self> {
+    fn build(context: &ServiceContext, hooks: fault::FaultHooks) -> anyhow::Result<Self> {
         Ok(ExchangeService {
             pool: context.pool.clone(),
-            hooks: fault::FaultHooks::from_env()?,
+            hooks,
         })
     }
 
@@ -43,5 +52,5 @@ impl Service for ExchangeService {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    saga_runtime::run::<ExchangeService>().await
+    saga_runtime::serve::<ExchangeService>().await
 }

@@ -18,7 +18,7 @@ use axum::{
     response::{Html, IntoResponse, Response},
     routing::get,
 };
-use saga_runtime::config::env_or;
+use saga_runtime::config::{LogFormat, Vars};
 use serde_json::{Value, json};
 
 /// The largest request body passed on; the API's bodies are a few hundred bytes.
@@ -44,23 +44,31 @@ fn owner(segment: &str) -> Option<&'static str> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    saga_runtime::telemetry::init();
+    let vars = Vars::from_env();
+    let json = vars
+        .get("LOG_FORMAT")
+        .is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    saga_runtime::telemetry::init(if json {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    });
     let routes = HashMap::from([
         (
             "order",
-            env_or("ORDER_URL", "http://127.0.0.1:8081".to_string())?,
+            vars.parse("ORDER_URL", "http://127.0.0.1:8081".to_string())?,
         ),
         (
             "exchange",
-            env_or("EXCHANGE_URL", "http://127.0.0.1:8082".to_string())?,
+            vars.parse("EXCHANGE_URL", "http://127.0.0.1:8082".to_string())?,
         ),
         (
             "point",
-            env_or("POINT_URL", "http://127.0.0.1:8083".to_string())?,
+            vars.parse("POINT_URL", "http://127.0.0.1:8083".to_string())?,
         ),
         (
             "deadline",
-            env_or("DEADLINE_URL", "http://127.0.0.1:8084".to_string())?,
+            vars.parse("DEADLINE_URL", "http://127.0.0.1:8084".to_string())?,
         ),
     ]);
     let gateway = Arc::new(Gateway {
@@ -82,8 +90,8 @@ async fn main() -> anyhow::Result<()> {
         .with_state(gateway);
     let addr: SocketAddr = format!(
         "{}:{}",
-        env_or("HOST", "0.0.0.0".to_string())?,
-        env_or("PORT", 8088u16)?
+        vars.parse("HOST", "0.0.0.0".to_string())?,
+        vars.parse("PORT", 8088u16)?
     )
     .parse()
     .context("HOST/PORT do not form an address")?;

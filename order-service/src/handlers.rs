@@ -2,7 +2,7 @@
 //! `PointRefunded`: lock the order, decide, write the change and its event together.
 
 use chrono::{DateTime, Utc};
-use common_events::{Envelope, Event};
+use common_events::{Envelope, Event, EventType};
 use saga_runtime::{EventHandler, Outcome, outbox};
 use sqlx::PgConnection;
 
@@ -12,12 +12,12 @@ use crate::{
 };
 
 impl EventHandler for OrderService {
-    fn consumes(&self, event_type: &str) -> bool {
-        matches!(
-            event_type,
-            "PointUsed" | "PointUseFailed" | "DeadlineReached" | "PointRefunded"
-        )
-    }
+    const CONSUMES: &'static [EventType] = &[
+        EventType::PointUsed,
+        EventType::PointUseFailed,
+        EventType::DeadlineReached,
+        EventType::PointRefunded,
+    ];
 
     async fn handle(&self, conn: &mut PgConnection, event: &Envelope) -> anyhow::Result<Outcome> {
         let row: Option<(String, Option<String>, DateTime<Utc>)> = sqlx::query_as(

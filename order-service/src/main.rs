@@ -8,8 +8,9 @@ mod http;
 use std::{sync::Arc, time::Duration};
 
 use axum::Router;
+use common_events::EventType;
 use prometheus::{HistogramVec, IntCounterVec};
-use saga_runtime::{Service, ServiceContext, config::env_millis, metrics::Metrics};
+use saga_runtime::{Service, ServiceContext, config::Vars, metrics::Metrics};
 use sqlx::{PgPool, migrate::Migrator};
 
 static MIGRATIONS: Migrator = sqlx::migrate!();
@@ -21,20 +22,39 @@ pub struct OrderService {
     deadline: Duration,
 }
 
+/// The order service's own settings.
+pub struct Settings {
+    /// `DEADLINE_MS`, default 5 s.
+    pub deadline: Duration,
+}
+
 impl Service for OrderService {
     const NAME: &'static str = "order-service";
     const PORT: u16 = 8081;
     const DATABASE: &'static str = "saga_order";
+    const PRODUCES: &'static [EventType] = &[
+        EventType::OrderCreated,
+        EventType::OrderPlaced,
+        EventType::OrderRejected,
+    ];
+
+    type Settings = Settings;
+
+    fn settings(vars: &Vars) -> anyhow::Result<Settings> {
+        Ok(Settings {
+            deadline: vars.millis("DEADLINE_MS", Duration::from_secs(5))?,
+        })
+    }
 
     fn migrations() -> &'static Migrator {
         &MIGRATIONS
     }
 
-    fn build(context: &ServiceContext) -> anyhow::Result<Self> {
+    fn build(context: &ServiceContext, settings: Settings) -> anyhow::Result<Self> {
         Ok(OrderService {
             pool: context.pool.clone(),
             metrics: SagaMetrics::new(&context.metrics)?,
-            deadline: env_millis("DEADLINE_MS", Duration::from_secs(5))?,
+            deadline: settings.deadline,
         })
     }
 
@@ -80,5 +100,5 @@ impl SagaMetrics {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    saga_runtime::run::<OrderService>().await
+    saga_runtime::serve::<OrderService>().await
 }

@@ -1,7 +1,7 @@
 //! The point service's reactions to `ExchangeSucceed` and `ExchangeCompensated`.
 
 use chrono::Utc;
-use common_events::{Envelope, Event};
+use common_events::{Envelope, Event, EventType};
 use rust_decimal::Decimal;
 use saga_runtime::{EventHandler, Outcome, outbox};
 use sqlx::PgConnection;
@@ -12,9 +12,8 @@ use crate::{
 };
 
 impl EventHandler for PointService {
-    fn consumes(&self, event_type: &str) -> bool {
-        matches!(event_type, "ExchangeSucceed" | "ExchangeCompensated")
-    }
+    const CONSUMES: &'static [EventType] =
+        &[EventType::ExchangeSucceed, EventType::ExchangeCompensated];
 
     async fn handle(&self, conn: &mut PgConnection, event: &Envelope) -> anyhow::Result<Outcome> {
         let row: Option<(String, Decimal, bool, Option<String>)> = sqlx::query_as(

@@ -9,7 +9,8 @@ mod http;
 use std::sync::Arc;
 
 use axum::Router;
-use saga_runtime::{Service, ServiceContext};
+use common_events::EventType;
+use saga_runtime::{Service, ServiceContext, config::Vars};
 use sqlx::{PgPool, migrate::Migrator};
 
 static MIGRATIONS: Migrator = sqlx::migrate!();
@@ -22,12 +23,23 @@ impl Service for PointService {
     const NAME: &'static str = "point-service";
     const PORT: u16 = 8083;
     const DATABASE: &'static str = "saga_point";
+    const PRODUCES: &'static [EventType] = &[
+        EventType::PointUsed,
+        EventType::PointUseFailed,
+        EventType::PointRefunded,
+    ];
+
+    type Settings = ();
+
+    fn settings(_vars: &Vars) -> anyhow::Result<()> {
+        Ok(())
+    }
 
     fn migrations() -> &'static Migrator {
         &MIGRATIONS
     }
 
-    fn build(context: &ServiceContext) -> anyhow::Result<Self> {
+    fn build(context: &ServiceContext, _settings: ()) -> anyhow::Result<Self> {
         Ok(PointService {
             pool: context.pool.clone(),
         })
@@ -40,5 +52,5 @@ impl Service for PointService {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    saga_runtime::run::<PointService>().await
+    saga_runtime::serve::<PointService>().await
 }

@@ -1,27 +1,48 @@
-//! Configuration from environment variables, with defaults for a local run. Read once at start
-//! and validated there, so a typo fails loudly instead of half-working.
+//! Configuration, read once at start and validated there, so a typo fails loudly instead of
+//! half-working. Every variable the runtime understands is read in [`Config::from_vars`], from a
+//! map of variables: the process environment in `main`, a map of the test's in tests.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 use anyhow::{Context, bail};
+
+use crate::retry::Backoff;
 
 /// Settings every service shares.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Service name, e.g. `order-service`; the `app` label of metrics.
     pub app: &'static str,
-    pub http_addr: SocketAddr,
-    pub database_url: String,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
     pub kafka: KafkaConfig,
+    pub consumer: ConsumerConfig,
+    pub log_format: LogFormat,
     /// Test-only crash point: abort right after committing the handling of this event type.
     pub crash_after_commit: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub addr: SocketAddr,
+    /// A request that takes longer is answered 503.
+    pub timeout: Duration,
+    /// Requests handled at once; more are answered 503 at once instead of queueing.
+    pub max_concurrency: usize,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
 }
 
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     pub bootstrap: String,
     pub topic: String,
-    /// Where unreadable or invalid events are set aside.
+    /// Where events that cannot be applied are set aside.
     pub dead_letter_topic: String,
     /// Partitions of the topic when this service has to create it.
     pub partitions: i32,
@@ -33,70 +54,231 @@ pub struct KafkaConfig {
     pub extra: Vec<(String, String)>,
 }
 
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Attempts at an event whose handling keeps failing before it is set aside. Failures of
+    /// the infrastructure (the database unreachable) are not counted: they are retried forever.
+    pub max_attempts: u32,
+    /// Waits between attempts, doubling from `initial` up to `max`.
+    pub retry: Backoff,
+    /// The most events applied in one database transaction.
+    pub batch_size: usize,
+    /// Events fetched but not yet applied: back-pressure for slow handlers.
+    pub max_in_flight: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 impl Config {
-    /// Reads the shared settings. `DATABASE_URL` wins; otherwise the database is `database`
-    /// on the server of `PG_URL`, which lets one variable serve every service.
+    /// Reads the settings from the process environment.
     pub fn from_env(app: &'static str, default_port: u16, database: &str) -> anyhow::Result<Self> {
-        let port = env_or("PORT", default_port)?;
-        let host = env_or("HOST", "0.0.0.0".to_string())?;
-        let http_addr = format!("{host}:{port}")
+        Self::from_vars(app, default_port, database, &Vars::from_env())
+    }
+
+    /// Reads the settings from `vars`. `DATABASE_URL` wins; otherwise the database is
+    /// `database` on the server of `PG_URL`, which lets one variable serve every service.
+    pub fn from_vars(
+        app: &'static str,
+        default_port: u16,
+        database: &str,
+        vars: &Vars,
+    ) -> anyhow::Result<Self> {
+        let port: u16 = vars.parse("PORT", default_port)?;
+        let host: String = vars.parse("HOST", "0.0.0.0".to_string())?;
+        let addr = format!("{host}:{port}")
             .parse()
             .with_context(|| format!("HOST/PORT do not form an address: {host}:{port}"))?;
-        let database_url = match std::env::var("DATABASE_URL") {
-            Ok(url) => url,
-            Err(_) => {
-                let server = env_or("PG_URL", "postgres://saga:saga@127.0.0.1:5432".to_string())?;
+        let url = match vars.get("DATABASE_URL") {
+            Some(url) => url,
+            None => {
+                let server: String =
+                    vars.parse("PG_URL", "postgres://saga:saga@127.0.0.1:5432".to_string())?;
                 format!("{}/{database}", server.trim_end_matches('/'))
             }
         };
-        let topic = env_or("KAFKA_TOPIC", "choreography.deadline".to_string())?;
-        let group_prefix = env_or("KAFKA_GROUP_PREFIX", String::new())?;
-        let partitions = env_or("KAFKA_PARTITIONS", 6)?;
+        let topic: String = vars.parse("KAFKA_TOPIC", "choreography.deadline".to_string())?;
+        let group_prefix: String = vars.parse("KAFKA_GROUP_PREFIX", String::new())?;
+        let partitions = vars.parse("KAFKA_PARTITIONS", 6)?;
         if partitions < 1 {
             bail!("KAFKA_PARTITIONS must be at least 1");
         }
-        let extra = std::env::vars()
-            .filter_map(|(key, value)| {
-                let setting = key.strip_prefix("RDKAFKA_")?;
-                Some((setting.to_lowercase().replace('_', "."), value))
-            })
-            .collect();
+        let consumer = ConsumerConfig {
+            max_attempts: vars.parse("EVENT_MAX_ATTEMPTS", 5)?,
+            retry: Backoff {
+                initial: vars.millis("EVENT_RETRY_BACKOFF_MS", Duration::from_millis(100))?,
+                max: Duration::from_secs(5),
+            },
+            batch_size: vars.parse("CONSUMER_BATCH_SIZE", 64)?,
+            max_in_flight: vars.parse("CONSUMER_MAX_IN_FLIGHT", 1024)?,
+        };
+        if consumer.max_attempts < 1 || consumer.batch_size < 1 || consumer.max_in_flight < 1 {
+            bail!(
+                "EVENT_MAX_ATTEMPTS, CONSUMER_BATCH_SIZE and CONSUMER_MAX_IN_FLIGHT must be at least 1"
+            );
+        }
+        let log_format = match vars.get("LOG_FORMAT").as_deref() {
+            Some(f) if f.eq_ignore_ascii_case("json") => LogFormat::Json,
+            None | Some("") => LogFormat::Text,
+            Some(f) if f.eq_ignore_ascii_case("text") => LogFormat::Text,
+            Some(other) => bail!("LOG_FORMAT={other:?} is not valid: text or json"),
+        };
         Ok(Config {
             app,
-            http_addr,
-            database_url,
+            http: HttpConfig {
+                addr,
+                timeout: vars.millis("HTTP_TIMEOUT_MS", Duration::from_secs(10))?,
+                max_concurrency: vars.parse("HTTP_MAX_CONCURRENCY", 512)?,
+                max_body_bytes: vars.parse("HTTP_MAX_BODY_BYTES", 64 * 1024)?,
+            },
+            database: DatabaseConfig {
+                url,
+                max_connections: vars.parse("DATABASE_MAX_CONNECTIONS", 20)?,
+            },
             kafka: KafkaConfig {
-                bootstrap: env_or("KAFKA_BOOTSTRAP", "127.0.0.1:9092".to_string())?,
-                dead_letter_topic: env_or("KAFKA_DEAD_LETTER_TOPIC", format!("{topic}.DLT"))?,
+                bootstrap: vars.parse("KAFKA_BOOTSTRAP", "127.0.0.1:9092".to_string())?,
+                dead_letter_topic: vars.parse("KAFKA_DEAD_LETTER_TOPIC", format!("{topic}.DLT"))?,
                 topic,
                 partitions,
                 group_id: format!("{group_prefix}{app}"),
-                group_instance_id: std::env::var("KAFKA_GROUP_INSTANCE_ID")
-                    .ok()
-                    .filter(|id| !id.is_empty()),
-                extra,
+                group_instance_id: vars.get("KAFKA_GROUP_INSTANCE_ID"),
+                extra: vars.rdkafka_settings(),
             },
-            crash_after_commit: std::env::var("FAULT_CRASH_AFTER_COMMIT").ok(),
+            consumer,
+            log_format,
+            crash_after_commit: vars.get("FAULT_CRASH_AFTER_COMMIT"),
         })
     }
 }
 
-/// Reads `name`, parsing it, or gives `default` when it is unset or empty.
-pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(name) {
-        Ok(text) if !text.trim().is_empty() => text
-            .trim()
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{name}={text:?} is not valid: {e}")),
-        _ => Ok(default),
+/// Configuration variables by name, with typed access; unset and blank are the same.
+#[derive(Debug, Clone, Default)]
+pub struct Vars(HashMap<String, String>);
+
+impl Vars {
+    pub fn from_env() -> Self {
+        Vars(std::env::vars().collect())
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .get(name)
+            .map(|text| text.trim().to_string())
+            .filter(|text| !text.is_empty())
+    }
+
+    /// `RDKAFKA_SOME_SETTING=value` → (`some.setting`, `value`), sorted for a stable order.
+    fn rdkafka_settings(&self) -> Vec<(String, String)> {
+        let mut settings: Vec<(String, String)> = self
+            .0
+            .iter()
+            .filter_map(|(key, value)| {
+                let setting = key.strip_prefix("RDKAFKA_")?;
+                Some((setting.to_lowercase().replace('_', "."), value.clone()))
+            })
+            .collect();
+        settings.sort();
+        settings
+    }
+
+    /// Reads `name`, parsing it, or gives `default` when it is unset or blank.
+    pub fn parse<T: std::str::FromStr>(&self, name: &str, default: T) -> anyhow::Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            Some(text) => text
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{name}={text:?} is not valid: {e}")),
+            None => Ok(default),
+        }
+    }
+
+    /// Reads a duration given in milliseconds.
+    pub fn millis(&self, name: &str, default: Duration) -> anyhow::Result<Duration> {
+        let millis = self.parse(name, default.as_millis() as u64)?;
+        Ok(Duration::from_millis(millis))
+    }
+
+    /// Reads an on/off switch.
+    pub fn switch(&self, name: &str, default: bool) -> anyhow::Result<bool> {
+        match self.get(name).map(|text| text.to_lowercase()).as_deref() {
+            None => Ok(default),
+            Some("on" | "true" | "1" | "yes") => Ok(true),
+            Some("off" | "false" | "0" | "no") => Ok(false),
+            Some(other) => bail!("{name}={other:?} is not valid: on or off"),
+        }
     }
 }
 
-/// Reads a duration given in milliseconds.
-pub fn env_millis(name: &str, default: Duration) -> anyhow::Result<Duration> {
-    let millis = env_or(name, default.as_millis() as u64)?;
-    Ok(Duration::from_millis(millis))
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Vars {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
+        Vars(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let vars: Vars = vars.iter().copied().collect();
+        Config::from_vars("order-service", 8081, "saga_order", &vars)
+    }
+
+    #[test]
+    fn defaults_serve_a_local_run() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.http.addr.to_string(), "0.0.0.0:8081");
+        assert_eq!(
+            config.database.url,
+            "postgres://saga:saga@127.0.0.1:5432/saga_order"
+        );
+        assert_eq!(config.kafka.topic, "choreography.deadline");
+        assert_eq!(config.kafka.dead_letter_topic, "choreography.deadline.DLT");
+        assert_eq!(config.kafka.group_id, "order-service");
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn one_server_url_names_each_services_database_unless_a_full_url_is_given() {
+        let server = config(&[("PG_URL", "postgres://u:p@db:5432/")]).unwrap();
+        assert_eq!(server.database.url, "postgres://u:p@db:5432/saga_order");
+        let full = config(&[
+            ("DATABASE_URL", "postgres://x/y"),
+            ("PG_URL", "postgres://z"),
+        ]);
+        assert_eq!(full.unwrap().database.url, "postgres://x/y");
+    }
+
+    #[test]
+    fn bad_values_are_named_in_the_error() {
+        for (name, value) in [
+            ("PORT", "eighty"),
+            ("KAFKA_PARTITIONS", "0"),
+            ("EVENT_MAX_ATTEMPTS", "0"),
+            ("LOG_FORMAT", "xml"),
+            ("HTTP_TIMEOUT_MS", "-1"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err().to_string();
+            assert!(error.contains(name), "{name}: {error}");
+        }
+    }
+
+    #[test]
+    fn rdkafka_variables_become_librdkafka_settings() {
+        let config = config(&[("RDKAFKA_SECURITY_PROTOCOL", "ssl"), ("PATH", "/bin")]).unwrap();
+        assert_eq!(
+            config.kafka.extra,
+            [("security.protocol".to_string(), "ssl".to_string())]
+        );
+    }
 }

@@ -12,9 +12,15 @@ use sqlx::{
     postgres::PgPoolOptions,
 };
 
+use crate::config::DatabaseConfig;
+
 static RUNTIME_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
-pub async fn connect(url: &str, service_migrations: &Migrator) -> anyhow::Result<PgPool> {
+pub async fn connect(
+    config: &DatabaseConfig,
+    service_migrations: &Migrator,
+) -> anyhow::Result<PgPool> {
+    let url = config.url.as_str();
     let database = url.rsplit('/').next().unwrap_or(url);
     if !sqlx::Postgres::database_exists(url)
         .await
@@ -28,7 +34,7 @@ pub async fn connect(url: &str, service_migrations: &Migrator) -> anyhow::Result
         }
     }
     let pool = PgPoolOptions::new()
-        .max_connections(crate::config::env_or("DATABASE_MAX_CONNECTIONS", 20)?)
+        .max_connections(config.max_connections)
         .acquire_timeout(Duration::from_secs(10))
         .connect(url)
         .await

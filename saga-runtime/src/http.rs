@@ -1,21 +1,28 @@
 //! HTTP pieces every service shares: the API's error type, a JSON extractor whose rejections use
-//! that error format, and the operational routes `/healthz`, `/readyz` and `/metrics`.
+//! that error format, the tower layers that keep a server responsive under overload
+//! ([`layers`]), and the operational routes `/healthz`, `/readyz` and `/metrics`.
+
+use std::{sync::Arc, time::Duration};
 
 use axum::{
-    Json, Router,
-    extract::{FromRequest, Path, Request, State, rejection::JsonRejection},
-    http::{StatusCode, header},
+    BoxError, Json, Router,
+    error_handling::HandleErrorLayer,
+    extract::{DefaultBodyLimit, FromRequest, Path, Request, State, rejection::JsonRejection},
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
 use chrono::{DateTime, Utc};
-use rdkafka::producer::{FutureProducer, Producer};
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 use sqlx::PgPool;
-use std::time::Duration;
+use tower::{ServiceBuilder, limit::GlobalConcurrencyLimitLayer};
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
 
-use crate::{kafka::GroupMembership, metrics::Metrics};
+use crate::{config::HttpConfig, kafka::Producer, metrics::Metrics};
 
 /// What a request can end in besides success. Client errors name the problem; server errors
 /// are logged with their cause and answered with an opaque message.
@@ -29,6 +36,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -46,6 +55,7 @@ impl IntoResponse for ApiError {
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let message = match &self {
@@ -82,23 +92,86 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(JsonBody(value)),
             Err(JsonRejection::JsonDataError(e)) => Err(ApiError::Unprocessable(e.body_text())),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::TooLarge(rejection.body_text()))
+            }
             Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
         }
     }
+}
+
+/// Wraps `router` in the layers every HTTP server of the suite has, outermost first:
+/// - a request id, taken from `x-request-id` or made up, carried by the request's trace span
+///   (so every log line about the request has it) and sent back in the response;
+/// - load shedding: beyond `max_concurrency` requests at once, the next is answered 503 with
+///   `Retry-After` at once instead of queueing without bound;
+/// - a timeout: a request still running after `timeout` is answered 503;
+/// - a body size limit (413 past `max_body_bytes`).
+pub fn layers(router: Router, config: &HttpConfig) -> Router {
+    let timeout = config.timeout;
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|id| id.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!(
+                        "request",
+                        http.method = %request.method(),
+                        http.path = request.uri().path(),
+                        request.id = id,
+                    )
+                }),
+            )
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(HandleErrorLayer::new(move |error: BoxError| async move {
+                overloaded(&error, timeout)
+            }))
+            .load_shed()
+            .layer(GlobalConcurrencyLimitLayer::new(config.max_concurrency))
+            .timeout(timeout)
+            .layer(DefaultBodyLimit::max(config.max_body_bytes)),
+    )
+}
+
+/// The answer when the layers refused or gave up on a request.
+fn overloaded(error: &BoxError, timeout: Duration) -> Response {
+    let (code, message) = if error.is::<tower::timeout::error::Elapsed>() {
+        (
+            "timeout",
+            format!("the request took longer than {timeout:?}"),
+        )
+    } else if error.is::<tower::load_shed::error::Overloaded>() {
+        (
+            "overloaded",
+            "too many requests at once; try again shortly".to_string(),
+        )
+    } else {
+        tracing::error!(error.message = %error, "request failed in a layer");
+        ("internal", "internal error".to_string())
+    };
+    let body = json!({ "error": code, "message": message });
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 /// What the operational routes look at.
 #[derive(Clone)]
 pub struct Probes {
     pub pool: PgPool,
-    pub producer: FutureProducer,
+    pub producer: Arc<Producer>,
     pub metrics: Metrics,
-    pub membership: GroupMembership,
 }
 
-/// `/healthz` (the process answers), `/readyz` (database and Kafka reachable, consumer in its
-/// group), `/metrics`, and
-/// JSON errors for unknown routes.
+/// `/healthz` (the process answers), `/readyz` (see [`ready`]), `/metrics`, the saga's events
+/// as this service saw them, and JSON errors for unknown routes.
 pub fn operational_routes(probes: Probes) -> Router {
     Router::new()
         .route(
@@ -119,24 +192,33 @@ pub async fn method_not_allowed() -> Response {
     (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
 }
 
+/// Ready means able to do its work: the database answers, the broker answers, the producer is
+/// not failing to deliver, and the consumer is a member of its group with partitions. 503
+/// otherwise, with what is missing in the body.
 async fn ready(State(probes): State<Probes>) -> Response {
-    let database = sqlx::query("SELECT 1").execute(&probes.pool).await.is_ok();
+    let probe = Duration::from_secs(1);
+    let database = tokio::time::timeout(probe, sqlx::query("SELECT 1").execute(&probes.pool))
+        .await
+        .is_ok_and(|answered| answered.is_ok());
     let producer = probes.producer.clone();
-    let kafka = tokio::task::spawn_blocking(move || {
-        producer
-            .client()
-            .fetch_metadata(None, Duration::from_secs(2))
-            .is_ok()
-    })
-    .await
-    .unwrap_or(false);
-    let consumer = probes.membership.joined();
-    let status = if database && kafka && consumer {
+    let kafka = tokio::task::spawn_blocking(move || producer.broker_reachable(probe))
+        .await
+        .unwrap_or(false);
+    let producing = probes.producer.healthy();
+    let partitions = probes.metrics.partitions_assigned.get();
+    let consumer = partitions > 0;
+    let status = if database && kafka && producing && consumer {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({ "database": database, "kafka": kafka, "consumer": consumer });
+    let body = json!({
+        "database": database,
+        "kafka": kafka,
+        "producer": producing,
+        "consumer": consumer,
+        "partitions": partitions,
+    });
     (status, Json(body)).into_response()
 }
 

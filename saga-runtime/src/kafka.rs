@@ -1,10 +1,11 @@
-//! Kafka clients configured once: an idempotent producer (`acks=all`), a consumer that never
-//! stores offsets by itself, and topic creation for a fresh broker. Settings given as
-//! `RDKAFKA_*` variables are applied last, so they override these defaults.
+//! Kafka clients configured once: an idempotent producer (`acks=all`) that replaces itself after
+//! a fatal error, the consumer's settings (it never stores offsets by itself), and topic
+//! creation for a fresh broker. Settings given as `RDKAFKA_*` variables are applied last, so
+//! they override these defaults.
 
 use std::{
     sync::{
-        Arc,
+        RwLock,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -14,16 +15,14 @@ use anyhow::Context;
 use rdkafka::{
     ClientConfig,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::{ClientContext, DefaultClientContext},
-    config::FromClientConfig,
-    consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer},
-    producer::FutureProducer,
+    client::DefaultClientContext,
+    producer::{FutureProducer, Producer as _},
     types::RDKafkaErrorCode,
 };
 
-use crate::config::KafkaConfig;
+use crate::{config::KafkaConfig, metrics::Metrics};
 
-fn settings(config: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
+pub fn settings(config: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &config.bootstrap);
     for (key, value) in defaults {
@@ -35,59 +34,11 @@ fn settings(config: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
     client
 }
 
-fn client<T: FromClientConfig>(
-    config: &KafkaConfig,
-    defaults: &[(&str, &str)],
-) -> anyhow::Result<T> {
-    settings(config, defaults)
-        .create()
-        .with_context(|| format!("cannot create Kafka client for {}", config.bootstrap))
-}
-
-/// Whether the consumer has joined its group and been given its share of the partitions;
-/// `/readyz` reports it, since a service that has not joined yet consumes nothing.
-#[derive(Clone, Default)]
-pub struct GroupMembership(Arc<AtomicBool>);
-
-impl GroupMembership {
-    pub fn joined(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// The consumer's callbacks: records when the group has given it partitions.
-pub struct ConsumerEvents(GroupMembership);
-
-impl ClientContext for ConsumerEvents {}
-
-impl ConsumerContext for ConsumerEvents {
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(_) = rebalance {
-            self.0.0.store(true, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Idempotence keeps retries from duplicating or reordering a partition's messages.
-pub fn producer(config: &KafkaConfig) -> anyhow::Result<FutureProducer> {
-    client(
-        config,
-        &[
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
-            ("linger.ms", "1"),
-            ("message.timeout.ms", "10000"),
-        ],
-    )
-}
-
-/// Offsets are stored by the consumer loop only after the database commit; the background
-/// committer then commits what was stored (the at-least-once pattern of rust-rdkafka).
-pub fn consumer(
-    config: &KafkaConfig,
-    membership: GroupMembership,
-) -> anyhow::Result<StreamConsumer<ConsumerEvents>> {
-    let mut settings = vec![
+/// The consumer's settings. Offsets are stored by the consumer loop only after the database
+/// commit; the background committer then commits what was stored (the at-least-once pattern of
+/// rust-rdkafka).
+pub fn consumer_settings(config: &KafkaConfig) -> ClientConfig {
+    let mut defaults = vec![
         ("group.id", config.group_id.as_str()),
         ("enable.auto.commit", "true"),
         ("auto.commit.interval.ms", "500"),
@@ -98,16 +49,108 @@ pub fn consumer(
         ("fetch.wait.max.ms", "10"),
     ];
     if let Some(instance) = &config.group_instance_id {
-        settings.push(("group.instance.id", instance));
+        defaults.push(("group.instance.id", instance));
     }
-    self::settings(config, &settings)
-        .create_with_context(ConsumerEvents(membership))
-        .with_context(|| format!("cannot create Kafka consumer for {}", config.bootstrap))
+    settings(config, &defaults)
+}
+
+/// The idempotent producer every part of a service publishes with. Idempotence keeps retries
+/// from duplicating or reordering a partition's messages; a fatal error (which librdkafka
+/// raises when it cannot keep that promise) leaves a producer unusable, so [`Producer::failed`]
+/// replaces it. Whatever the old one had not delivered is published again by its caller: the
+/// outbox keeps its rows until Kafka has acknowledged them.
+pub struct Producer {
+    config: KafkaConfig,
+    current: RwLock<FutureProducer>,
+    metrics: Metrics,
+    /// The last delivery failed and none has succeeded since: `/readyz` says so.
+    failing: AtomicBool,
+}
+
+impl Producer {
+    pub fn new(config: &KafkaConfig, metrics: Metrics) -> anyhow::Result<Self> {
+        Ok(Producer {
+            config: config.clone(),
+            current: RwLock::new(create_producer(config)?),
+            metrics,
+            failing: AtomicBool::new(false),
+        })
+    }
+
+    /// The producer to send with now (a cheap handle).
+    pub fn get(&self) -> FutureProducer {
+        match self.current.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn delivered(&self) {
+        self.failing.store(false, Ordering::Relaxed);
+    }
+
+    /// After a failed delivery: replaces the producer if it has hit a fatal error.
+    pub fn failed(&self) {
+        self.failing.store(true, Ordering::Relaxed);
+        let Some((code, reason)) = self.get().client().fatal_error() else {
+            return;
+        };
+        let Ok(mut current) = self.current.write() else {
+            return;
+        };
+        // Another caller may have replaced it meanwhile.
+        if current.client().fatal_error().is_none() {
+            return;
+        }
+        match create_producer(&self.config) {
+            Ok(fresh) => {
+                *current = fresh;
+                self.metrics.client_recreated("producer");
+                tracing::warn!(
+                    error.code = ?code,
+                    error.message = reason,
+                    "kafka producer recreated after a fatal error"
+                );
+            }
+            Err(error) => tracing::error!(
+                error.message = format!("{error:#}"),
+                "cannot recreate the kafka producer"
+            ),
+        }
+    }
+
+    /// Whether the producer can deliver, as far as it knows: not fatally broken, and its last
+    /// delivery did not fail.
+    pub fn healthy(&self) -> bool {
+        !self.failing.load(Ordering::Relaxed) && self.get().client().fatal_error().is_none()
+    }
+
+    /// Whether the broker answers a metadata request within `timeout` (blocking: call it from a
+    /// blocking task).
+    pub fn broker_reachable(&self, timeout: Duration) -> bool {
+        self.get().client().fetch_metadata(None, timeout).is_ok()
+    }
+}
+
+fn create_producer(config: &KafkaConfig) -> anyhow::Result<FutureProducer> {
+    settings(
+        config,
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "1"),
+            ("message.timeout.ms", "10000"),
+        ],
+    )
+    .create()
+    .with_context(|| format!("cannot create Kafka producer for {}", config.bootstrap))
 }
 
 /// Creates the saga topic and the dead-letter topic if they are missing.
 pub async fn ensure_topics(config: &KafkaConfig) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client(config, &[])?;
+    let admin: AdminClient<DefaultClientContext> = settings(config, &[])
+        .create()
+        .with_context(|| format!("cannot create Kafka admin client for {}", config.bootstrap))?;
     let topics = [
         NewTopic::new(&config.topic, config.partitions, TopicReplication::Fixed(1)),
         NewTopic::new(&config.dead_letter_topic, 1, TopicReplication::Fixed(1)),

@@ -5,8 +5,8 @@
 //! - [`inbox`] and [`consumer`]: each consumed event is applied at most once, in one transaction
 //!   with its effects; offsets are stored only after that transaction commits, so a crash
 //!   anywhere loses nothing and applies nothing twice.
-//! - [`http`], [`metrics`], [`telemetry`], [`config`]: the parts of a service that are not its
-//!   domain, and [`service::run`], which starts them all and stops them gracefully.
+//! - [`http`], [`metrics`], [`telemetry`], [`config`], [`retry`]: the parts of a service that
+//!   are not its domain, and [`service`], which starts them all and stops them gracefully.
 
 pub mod config;
 pub mod consumer;
@@ -17,8 +17,9 @@ pub mod input;
 pub mod kafka;
 pub mod metrics;
 pub mod outbox;
+pub mod retry;
 pub mod service;
 pub mod telemetry;
 
 pub use consumer::{EventHandler, Outcome};
-pub use service::{Service, ServiceContext, run};
+pub use service::{App, Service, ServiceContext, serve};

@@ -1,11 +1,23 @@
 //! Prometheus metrics of one service, in a registry the service owns (no global statics).
 //! Names follow the consume/produce patterns the project comes from: `messages_consumed`,
 //! `messages_produced` and `message_errors`, labelled by `app` and `job` (the event type).
+//! Counters start at zero for every label value known at start (as Prometheus advises), so a
+//! dashboard shows 0 rather than "no data" before the first error.
 
+use common_events::EventType;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
     core::Collector,
 };
+
+/// What a `message_errors` count is about besides event types: fetching, publishing, and
+/// setting events aside.
+pub const CONSUME: &str = "consume";
+pub const PUBLISH: &str = "publish";
+pub const DEAD_LETTER: &str = "dead-letter";
+
+/// Why an event was set aside, the `exception` label of `events_dead_lettered`.
+pub const DEAD_LETTER_KINDS: [&str; 3] = ["unreadable", "invalid", "failed"];
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -17,11 +29,19 @@ pub struct Metrics {
     ignored: IntCounterVec,
     duplicates: IntCounterVec,
     dead_lettered: IntCounterVec,
+    clients_recreated: IntCounterVec,
     pub outbox_backlog: IntGauge,
+    /// Partitions this instance's consumer has been given.
+    pub partitions_assigned: IntGauge,
 }
 
 impl Metrics {
-    pub fn new(app: &'static str) -> anyhow::Result<Self> {
+    /// The metrics of `app`, which consumes and produces the given event types.
+    pub fn new(
+        app: &'static str,
+        consumes: &[EventType],
+        produces: &[EventType],
+    ) -> anyhow::Result<Self> {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| -> anyhow::Result<IntCounterVec> {
             let counter = IntCounterVec::new(Opts::new(name, help), labels)?;
@@ -57,19 +77,53 @@ impl Metrics {
             )?,
             dead_lettered: counter(
                 "events_dead_lettered",
-                "Unreadable or invalid events set aside on the dead-letter topic.",
+                "Events set aside on the dead-letter topic: unreadable, invalid, or failed \
+                 every attempt to handle them.",
                 &["app", "exception"],
+            )?,
+            clients_recreated: counter(
+                "kafka_clients_recreated",
+                "Kafka clients replaced after a fatal error, by client (consumer, producer).",
+                &["app", "client"],
             )?,
             outbox_backlog: IntGauge::new(
                 "outbox_backlog",
                 "Events written but not yet published.",
             )?,
+            partitions_assigned: IntGauge::new(
+                "kafka_partitions_assigned",
+                "Partitions of the saga topic this instance consumes.",
+            )?,
             registry,
         };
-        metrics
-            .registry
-            .register(Box::new(metrics.outbox_backlog.clone()))?;
+        metrics.register(metrics.outbox_backlog.clone())?;
+        metrics.register(metrics.partitions_assigned.clone())?;
+        metrics.start_at_zero(consumes, produces);
         Ok(metrics)
+    }
+
+    fn start_at_zero(&self, consumes: &[EventType], produces: &[EventType]) {
+        let app = self.app;
+        for job in consumes {
+            let job = job.as_str();
+            self.consumed.with_label_values(&[app, job]);
+            self.duplicates.with_label_values(&[app, job]);
+            for exception in ["handler", "database"] {
+                self.errors.with_label_values(&[app, job, exception]);
+            }
+        }
+        for job in produces {
+            self.produced.with_label_values(&[app, job.as_str()]);
+        }
+        for job in [CONSUME, PUBLISH, DEAD_LETTER] {
+            self.errors.with_label_values(&[app, job, "kafka"]);
+        }
+        for kind in DEAD_LETTER_KINDS {
+            self.dead_lettered.with_label_values(&[app, kind]);
+        }
+        for client in ["consumer", "producer"] {
+            self.clients_recreated.with_label_values(&[app, client]);
+        }
     }
 
     pub fn consumed(&self, job: &str) {
@@ -94,6 +148,11 @@ impl Metrics {
     pub fn dead_lettered(&self, exception: &str) {
         self.dead_lettered
             .with_label_values(&[self.app, exception])
+            .inc();
+    }
+    pub fn client_recreated(&self, client: &str) {
+        self.clients_recreated
+            .with_label_values(&[self.app, client])
             .inc();
     }
 

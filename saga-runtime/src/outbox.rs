@@ -3,7 +3,8 @@
 //! [`append`] writes an event in the caller's transaction, so the event exists if and only if
 //! the state change that caused it committed. [`relay`] publishes the unpublished rows in id
 //! order and marks them published once Kafka has acknowledged them (`acks=all`): a crash
-//! between the two publishes a row again, which the consumers' inboxes absorb. The relay is
+//! between the two publishes a row again, which the consumers' inboxes absorb, and so does a
+//! producer replaced after a fatal error (see [`Producer`]). The relay is
 //! woken by the commit (a NOTIFY from the table's trigger) and also polls now and then in case
 //! a notification was missed. Published rows are kept for [`RETENTION`] as the record of what
 //! the service emitted, then pruned.
@@ -15,13 +16,17 @@ use common_events::Envelope;
 use futures::future::try_join_all;
 use rdkafka::{
     message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
+    producer::FutureRecord,
     util::Timeout,
 };
 use sqlx::{PgConnection, PgPool, postgres::PgListener};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::{
+    kafka::Producer,
+    metrics::{self, Metrics},
+    retry::Backoff,
+};
 
 const BATCH: i64 = 500;
 const POLL_FALLBACK: Duration = Duration::from_secs(1);
@@ -38,7 +43,7 @@ pub async fn append(conn: &mut PgConnection, event: &Envelope) -> anyhow::Result
     )
     .bind(event.order_id)
     .bind(event.event_id)
-    .bind(event.event.event_type())
+    .bind(event.event.event_type().as_str())
     .bind(event.to_json())
     .execute(conn)
     .await
@@ -49,7 +54,7 @@ pub async fn append(conn: &mut PgConnection, event: &Envelope) -> anyhow::Result
 /// Publishes the outbox until `shutdown`, then publishes what is left and returns.
 pub async fn relay(
     pool: PgPool,
-    producer: FutureProducer,
+    producer: &Producer,
     topic: String,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -61,7 +66,7 @@ pub async fn relay(
         .listen("outbox")
         .await
         .context("cannot LISTEN outbox")?;
-    let mut failures = 0u32;
+    let mut failures = Backoff::DEFAULT.start();
     let mut last_pruned: Option<std::time::Instant> = None;
     loop {
         if last_pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
@@ -73,9 +78,9 @@ pub async fn relay(
                 );
             }
         }
-        match publish_batch(&pool, &producer, &topic, &metrics).await {
+        match publish_batch(&pool, producer, &topic, &metrics).await {
             Ok(published) => {
-                failures = 0;
+                failures.reset();
                 if published == BATCH as usize {
                     continue;
                 }
@@ -89,17 +94,17 @@ pub async fn relay(
                 }
             }
             Err(error) => {
-                failures += 1;
+                metrics.error(metrics::PUBLISH, "kafka");
                 tracing::warn!(
                     error.message = format!("{error:#}"),
-                    failures,
+                    failures = failures.count() + 1,
                     "outbox relay failed, retrying"
                 );
-                if shutdown.is_cancelled() && failures >= 3 {
+                if shutdown.is_cancelled() && failures.count() >= 2 {
                     // The rows stay in the outbox and go out at the next start.
                     return Err(error.context("outbox relay gave up at shutdown"));
                 }
-                tokio::time::sleep(backoff(failures)).await;
+                failures.wait(&shutdown).await;
             }
         }
     }
@@ -118,14 +123,9 @@ async fn prune(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Exponential backoff from 100 ms up to 5 s.
-pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100u64.saturating_mul(1 << attempt.min(6)).min(5_000))
-}
-
 async fn publish_batch(
     pool: &PgPool,
-    producer: &FutureProducer,
+    producer: &Producer,
     topic: &str,
     metrics: &Metrics,
 ) -> anyhow::Result<usize> {
@@ -147,6 +147,7 @@ async fn publish_batch(
         metrics.outbox_backlog.set(0);
         return Ok(0);
     }
+    let kafka = producer.get();
     let sends = rows
         .iter()
         .map(|(_, order_id, event_id, event_type, payload)| {
@@ -155,12 +156,13 @@ async fn publish_batch(
                 key: "type",
                 value: Some(event_type.as_str()),
             });
+            let kafka = &kafka;
             async move {
                 let record = FutureRecord::to(topic)
                     .key(&key)
                     .payload(payload)
                     .headers(headers);
-                producer
+                kafka
                     .send(record, Timeout::After(Duration::from_secs(15)))
                     .await
                     .map_err(|(error, _)| error)
@@ -169,7 +171,11 @@ async fn publish_batch(
                     })
             }
         });
-    try_join_all(sends).await?;
+    if let Err(error) = try_join_all(sends).await {
+        producer.failed();
+        return Err(error);
+    }
+    producer.delivered();
     let ids: Vec<i64> = rows.iter().map(|row| row.0).collect();
     sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
         .bind(&ids)

@@ -1,23 +1,28 @@
-//! Starting and stopping a service. [`run`] wires the parts every service has (database,
-//! topics, outbox relay, consumer, HTTP with operational routes) around the service's own
-//! handler, routes and background work, and stops them on SIGTERM or ctrl-c in an order that
-//! loses nothing: first the HTTP server and the consumer finish what they started, then the
-//! relay publishes what they committed.
+//! Starting and stopping a service, in two steps as zero2prod's `Application` does:
+//! [`App::build`] connects to the database and Kafka and binds the HTTP listener (port 0 in
+//! tests), and [`App::run_until_stopped`] runs every part until its shutdown token is
+//! cancelled. [`serve`] is what a service's `main` calls: configuration from the environment,
+//! shutdown on SIGTERM or ctrl-c.
+//!
+//! The parts stop in an order that loses nothing: first the HTTP server, the consumer and the
+//! service's background work finish what they started, then the relay publishes what they
+//! committed.
 
-use std::{future::Future, sync::Arc, time::Instant};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Instant};
 
 use anyhow::Context;
 use axum::Router;
+use common_events::EventType;
 use sqlx::{PgPool, migrate::Migrator};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     EventHandler,
-    config::Config,
+    config::{Config, Vars},
     consumer, db,
-    http::{Probes, operational_routes},
-    kafka::{self, GroupMembership},
+    http::{Probes, layers, operational_routes},
+    kafka::{self, Producer},
     metrics::Metrics,
     outbox, telemetry,
 };
@@ -29,15 +34,24 @@ pub struct ServiceContext {
     pub metrics: Metrics,
 }
 
-/// A saga participant: its name, port, database and migrations, and how it is built.
+/// A saga participant: its name, port, database and migrations, its own settings, and how it
+/// is built.
 pub trait Service: EventHandler + Sized {
     const NAME: &'static str;
     const PORT: u16;
     const DATABASE: &'static str;
+    /// The events it writes to its outbox.
+    const PRODUCES: &'static [EventType];
+
+    /// Settings of this service's own, beside the runtime's [`Config`].
+    type Settings: Send + 'static;
+
+    /// Reads [`Self::Settings`] from the configuration variables.
+    fn settings(vars: &Vars) -> anyhow::Result<Self::Settings>;
 
     fn migrations() -> &'static Migrator;
 
-    fn build(context: &ServiceContext) -> anyhow::Result<Self>;
+    fn build(context: &ServiceContext, settings: Self::Settings) -> anyhow::Result<Self>;
 
     /// The service's REST API.
     fn routes(self: Arc<Self>) -> Router;
@@ -51,110 +65,159 @@ pub trait Service: EventHandler + Sized {
     }
 }
 
-/// Runs `S` until SIGTERM or ctrl-c; an error if it could not start or a part of it failed.
-pub async fn run<S: Service>() -> anyhow::Result<()> {
-    telemetry::init();
-    let started = Instant::now();
-    let config = Config::from_env(S::NAME, S::PORT, S::DATABASE)?;
-    let pool = db::connect(&config.database_url, S::migrations()).await?;
-    kafka::ensure_topics(&config.kafka).await?;
-    let producer = kafka::producer(&config.kafka)?;
-    let metrics = Metrics::new(S::NAME)?;
-    let context = ServiceContext {
-        pool: pool.clone(),
-        metrics: metrics.clone(),
-    };
-    let service = Arc::new(S::build(&context)?);
-    let listener = TcpListener::bind(config.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.http_addr))?;
-
+/// Runs `S` as a process: configuration from the environment, logs, and shutdown on SIGTERM
+/// or ctrl-c; an error if it could not start or a part of it failed.
+pub async fn serve<S: Service>() -> anyhow::Result<()> {
+    let vars = Vars::from_env();
+    let config = Config::from_vars(S::NAME, S::PORT, S::DATABASE, &vars)?;
+    telemetry::init(config.log_format);
+    let settings = S::settings(&vars)?;
+    let app = App::<S>::build(config, settings).await?;
     let stop = CancellationToken::new();
-    let membership = GroupMembership::default();
-    let parts = Parts::new(stop.clone());
-    let app = service
-        .clone()
-        .routes()
-        .merge(operational_routes(Probes {
-            pool: pool.clone(),
-            producer: producer.clone(),
-            metrics: metrics.clone(),
-            membership: membership.clone(),
-        }))
-        .method_not_allowed_fallback(crate::http::method_not_allowed);
-    let http_stop = stop.clone();
-    parts.spawn("http", async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(http_stop.cancelled_owned())
-            .await
-            .context("HTTP server failed")
-    });
-    parts.spawn(
-        "consumer",
-        consumer::run(
-            config.clone(),
-            pool.clone(),
-            producer.clone(),
-            service.clone(),
-            metrics.clone(),
-            membership,
-            stop.clone(),
-        ),
-    );
-    if let Some(work) = service.clone().background(stop.clone()) {
-        parts.spawn("background", work);
-    }
-    // The relay stops last, after everything that writes to the outbox has stopped.
-    let relay_stop = CancellationToken::new();
-    let relay = outbox::relay(
-        pool,
-        producer,
-        config.kafka.topic.clone(),
-        metrics,
-        relay_stop.clone(),
-    );
-    let relay = tokio::spawn({
-        // A relay that fails stops the service: running on without it would publish nothing.
+    tokio::spawn({
         let stop = stop.clone();
         async move {
-            let relayed = relay.await;
-            if relayed.is_err() {
-                stop.cancel();
-            }
-            relayed
-        }
-    });
-
-    tracing::info!(
-        addr = %config.http_addr,
-        topic = config.kafka.topic,
-        group = config.kafka.group_id,
-        startup_ms = started.elapsed().as_millis() as u64,
-        "{} started",
-        S::NAME
-    );
-    tokio::select! {
-        _ = stop.cancelled() => {}
-        signal = shutdown_signal() => {
+            let signal = shutdown_signal().await;
             tracing::info!(signal, "shutting down");
             stop.cancel();
         }
+    });
+    app.run_until_stopped(stop).await
+}
+
+/// A service built and ready to run.
+pub struct App<S> {
+    config: Config,
+    service: Arc<S>,
+    pool: PgPool,
+    producer: Arc<Producer>,
+    metrics: Metrics,
+    listener: TcpListener,
+    started: Instant,
+}
+
+impl<S: Service> App<S> {
+    /// Connects to the database (creating and migrating it if needed) and to Kafka (creating
+    /// the topics if needed), builds the service and binds its HTTP listener.
+    pub async fn build(config: Config, settings: S::Settings) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let pool = db::connect(&config.database, S::migrations()).await?;
+        kafka::ensure_topics(&config.kafka).await?;
+        let metrics = Metrics::new(S::NAME, S::CONSUMES, S::PRODUCES)?;
+        let producer = Arc::new(Producer::new(&config.kafka, metrics.clone())?);
+        let context = ServiceContext {
+            pool: pool.clone(),
+            metrics: metrics.clone(),
+        };
+        let service = Arc::new(S::build(&context, settings)?);
+        let listener = TcpListener::bind(config.http.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.http.addr))?;
+        Ok(App {
+            config,
+            service,
+            pool,
+            producer,
+            metrics,
+            listener,
+            started,
+        })
     }
-    parts.tasks.close();
-    parts.tasks.wait().await;
-    relay_stop.cancel();
-    let relayed = relay.await.context("relay task panicked")?;
-    if let Err(error) = &relayed {
-        tracing::error!(
-            error.message = format!("{error:#}"),
-            "outbox relay stopped with an error"
+
+    /// Where the HTTP API listens (the port the system chose, for port 0).
+    pub fn addr(&self) -> anyhow::Result<SocketAddr> {
+        self.listener
+            .local_addr()
+            .context("the listener has no address")
+    }
+
+    /// Runs every part until `stop` is cancelled or a part fails, then stops them in order.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let App {
+            config,
+            service,
+            pool,
+            producer,
+            metrics,
+            listener,
+            started,
+        } = self;
+        let addr = listener
+            .local_addr()
+            .context("the listener has no address")?;
+        let app = service
+            .clone()
+            .routes()
+            .merge(operational_routes(Probes {
+                pool: pool.clone(),
+                producer: producer.clone(),
+                metrics: metrics.clone(),
+            }))
+            .method_not_allowed_fallback(crate::http::method_not_allowed);
+        let app = layers(app, &config.http);
+
+        let parts = Parts::new(stop.clone());
+        let http_stop = stop.clone();
+        parts.spawn("http", async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(http_stop.cancelled_owned())
+                .await
+                .context("HTTP server failed")
+        });
+        let consumer_parts = consumer::Parts {
+            handler: service.clone(),
+            pool: pool.clone(),
+            producer: producer.clone(),
+            metrics: metrics.clone(),
+        };
+        let consumer_config = config.clone();
+        let consumer_stop = stop.clone();
+        parts.spawn("consumer", async move {
+            consumer::run(&consumer_config, consumer_parts, consumer_stop).await
+        });
+        if let Some(work) = service.clone().background(stop.clone()) {
+            parts.spawn("background", work);
+        }
+        // The relay stops last, after everything that writes to the outbox has stopped.
+        let relay_stop = CancellationToken::new();
+        let relay = tokio::spawn({
+            let (topic, relay_stop) = (config.kafka.topic.clone(), relay_stop.clone());
+            // A relay that fails stops the service: running on without it would publish nothing.
+            let stop = stop.clone();
+            async move {
+                let relayed = outbox::relay(pool, &producer, topic, metrics, relay_stop).await;
+                if relayed.is_err() {
+                    stop.cancel();
+                }
+                relayed
+            }
+        });
+
+        tracing::info!(
+            %addr,
+            topic = config.kafka.topic,
+            group = config.kafka.group_id,
+            startup_ms = started.elapsed().as_millis() as u64,
+            "{} started",
+            S::NAME
         );
-    }
-    tracing::info!("{} stopped", S::NAME);
-    match (parts.failed(), relayed) {
-        (Some(part), _) => anyhow::bail!("{} stopped because its {part} failed", S::NAME),
-        (None, Err(_)) => anyhow::bail!("{} stopped because its outbox relay failed", S::NAME),
-        (None, Ok(())) => Ok(()),
+        stop.cancelled().await;
+        parts.tasks.close();
+        parts.tasks.wait().await;
+        relay_stop.cancel();
+        let relayed = relay.await.context("relay task panicked")?;
+        if let Err(error) = &relayed {
+            tracing::error!(
+                error.message = format!("{error:#}"),
+                "outbox relay stopped with an error"
+            );
+        }
+        tracing::info!("{} stopped", S::NAME);
+        match (parts.failed(), relayed) {
+            (Some(part), _) => anyhow::bail!("{} stopped because its {part} failed", S::NAME),
+            (None, Err(_)) => anyhow::bail!("{} stopped because its outbox relay failed", S::NAME),
+            (None, Ok(())) => Ok(()),
+        }
     }
 }
 

@@ -1,0 +1,125 @@
+//! Applying events: a batch of events of different orders in one database transaction. Each
+//! is claimed in the inbox and, if it is new, handled; the outcomes are recorded; then one
+//! commit makes all of it durable at once, or none of it.
+
+use anyhow::Context;
+use common_events::Envelope;
+use sqlx::PgPool;
+use tracing::Instrument;
+
+use super::{EventHandler, Job, Outcome};
+use crate::inbox;
+
+/// What became of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    Applied,
+    /// Recorded in the inbox with this reason, but not acted on.
+    Ignored(&'static str),
+    /// Applied or ignored before: a redelivery, changing nothing.
+    Duplicate,
+}
+
+/// Applies `jobs` (at most one per order) in one transaction; their outcomes, in order.
+pub async fn apply<H: EventHandler>(
+    pool: &PgPool,
+    handler: &H,
+    jobs: &[&Job],
+) -> anyhow::Result<Vec<Done>> {
+    let mut tx = pool.begin().await.context("cannot begin transaction")?;
+    let events: Vec<&Envelope> = jobs.iter().map(|job| &job.event).collect();
+    let fresh = inbox::claim(&mut tx, &events)
+        .await
+        .context("cannot claim events in the inbox")?;
+    let mut done = Vec::with_capacity(jobs.len());
+    let mut ignored = Vec::new();
+    for (job, fresh) in jobs.iter().zip(fresh) {
+        if !fresh {
+            done.push(Done::Duplicate);
+            continue;
+        }
+        let event = &job.event;
+        let outcome = handler
+            .handle(&mut tx, event)
+            .instrument(job.span())
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot handle {} {} of order {}",
+                    event.event.event_type(),
+                    event.event_id,
+                    event.order_id
+                )
+            })?;
+        done.push(match outcome {
+            Outcome::Applied => Done::Applied,
+            Outcome::Ignored(reason) => {
+                ignored.push((event.event_id, reason));
+                Done::Ignored(reason)
+            }
+        });
+    }
+    inbox::mark_ignored(&mut tx, &ignored)
+        .await
+        .context("cannot record ignored events")?;
+    tx.commit().await.context("cannot commit")?;
+    Ok(done)
+}
+
+/// Whether `error` is the infrastructure's rather than the event's: the database unreachable,
+/// restarting, out of connections, or a transaction that lost a deadlock. Such failures are
+/// retried for as long as they last, since every other event would fail the same way; any
+/// other failure counts against the event's attempts.
+pub fn is_transient(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Database(error)) => error.code().is_some_and(|c| transient(&c)),
+            Some(
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::BeginFailed,
+            ) => true,
+            _ => false,
+        })
+}
+
+/// SQLSTATEs of a database that will be fine again: connection exceptions (08), insufficient
+/// resources (53), shutting down or starting up (57P), a serialization failure or deadlock
+/// (40001, 40P01), a lock timeout (55P03), a cancelled statement (57014), a read-only standby
+/// (25006).
+fn transient(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08")
+        || sqlstate.starts_with("53")
+        || sqlstate.starts_with("57P")
+        || matches!(sqlstate, "40001" | "40P01" | "55P03" | "57014" | "25006")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_transient_and_a_broken_rule_is_not() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let down = anyhow::Error::from(sqlx::Error::Io(refused)).context("cannot begin");
+        assert!(is_transient(&down));
+        assert!(is_transient(&sqlx::Error::PoolTimedOut.into()));
+        assert!(!is_transient(&anyhow::anyhow!("no account to refund")));
+        assert!(!is_transient(&sqlx::Error::RowNotFound.into()));
+    }
+
+    #[test]
+    fn sqlstates_of_a_database_that_will_recover_are_transient() {
+        for code in ["08006", "57P01", "57P03", "53300", "40P01", "40001"] {
+            assert!(transient(code), "{code}");
+        }
+        for code in ["23514", "23505", "22003", "42P01"] {
+            assert!(!transient(code), "{code}");
+        }
+    }
+}
