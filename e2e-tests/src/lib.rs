@@ -3,6 +3,9 @@
 //! `PG_URL` (as `scripts/test` provides them), with its own topic, consumer groups and
 //! databases, so tests never see each other's data. The databases are dropped when the stack
 //! is. Nothing here sleeps for a fixed time: every wait polls a condition with a timeout.
+//! Tests that kill the broker or the database run a stack on servers of their own ([`infra`]).
+
+pub mod infra;
 
 use std::{
     collections::HashMap,
@@ -30,20 +33,33 @@ use serde_json::Value;
 
 /// The services a stack runs, by short name.
 pub const SERVICES: [&str; 4] = ["order", "exchange", "point", "deadline"];
-const PARTITIONS: i32 = 4;
+/// Partitions of each stack's topic.
+pub const PARTITIONS: i32 = 4;
 
-pub fn kafka_bootstrap() -> String {
-    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+/// The Kafka broker and PostgreSQL server a stack runs against.
+#[derive(Debug, Clone)]
+pub struct Servers {
+    pub kafka: String,
+    pub postgres: String,
 }
 
-pub fn pg_url() -> String {
-    std::env::var("PG_URL").unwrap_or_else(|_| "postgres://saga:saga@127.0.0.1:5432".into())
+impl Servers {
+    /// The servers every test shares: those `scripts/test` provides (`KAFKA_BOOTSTRAP` and
+    /// `PG_URL`), or the local defaults.
+    pub fn shared() -> Servers {
+        Servers {
+            kafka: std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+            postgres: std::env::var("PG_URL")
+                .unwrap_or_else(|_| "postgres://saga:saga@127.0.0.1:5432".into()),
+        }
+    }
 }
 
 /// One running copy of the suite.
 pub struct Stack {
     pub id: String,
     pub topic: String,
+    pub servers: Servers,
     env: HashMap<String, String>,
     /// By instance name: a service's name, or another name for a second instance of it.
     ports: HashMap<String, u16>,
@@ -55,7 +71,16 @@ pub struct Stack {
 impl Stack {
     /// Starts the four services with `env` added to their environment.
     pub async fn start(test: &str, env: &[(&str, &str)]) -> anyhow::Result<Stack> {
-        let mut stack = Stack::prepare(test, env).await?;
+        Stack::start_on(Servers::shared(), test, env).await
+    }
+
+    /// Starts the four services against `servers`.
+    pub async fn start_on(
+        servers: Servers,
+        test: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Stack> {
+        let mut stack = Stack::prepare_on(servers, test, env).await?;
         for service in SERVICES {
             stack.spawn(service, &[])?;
         }
@@ -67,23 +92,31 @@ impl Stack {
 
     /// Sets a stack up without starting anything: topic created, ports chosen.
     pub async fn prepare(test: &str, env: &[(&str, &str)]) -> anyhow::Result<Stack> {
+        Stack::prepare_on(Servers::shared(), test, env).await
+    }
+
+    pub async fn prepare_on(
+        servers: Servers,
+        test: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Stack> {
         let id = format!(
             "{}_{}",
             test,
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
         let topic = format!("e2e.{id}");
-        create_topic(&topic).await?;
+        create_topic(&servers.kafka, &topic).await?;
         let mut ports = HashMap::new();
         for service in SERVICES.iter().chain(&["gateway"]) {
             ports.insert(service.to_string(), free_port()?);
         }
         let mut base: HashMap<String, String> = [
-            ("KAFKA_BOOTSTRAP", kafka_bootstrap()),
+            ("KAFKA_BOOTSTRAP", servers.kafka.clone()),
             ("KAFKA_TOPIC", topic.clone()),
             ("KAFKA_GROUP_PREFIX", format!("{id}-")),
             ("KAFKA_PARTITIONS", PARTITIONS.to_string()),
-            ("PG_URL", pg_url()),
+            ("PG_URL", servers.postgres.clone()),
             ("HOST", "127.0.0.1".into()),
             (
                 "RUST_LOG",
@@ -102,6 +135,7 @@ impl Stack {
         Ok(Stack {
             id,
             topic,
+            servers,
             env: base,
             ports,
             processes: HashMap::new(),
@@ -163,7 +197,7 @@ impl Stack {
         } else {
             command.env(
                 "DATABASE_URL",
-                format!("{}/{}", pg_url(), self.database(service)),
+                format!("{}/{}", self.servers.postgres, self.database(service)),
             );
         }
         command.envs(extra.iter().copied());
@@ -263,13 +297,21 @@ impl Stack {
         )?)
     }
 
+    /// Sends the requests meant for `service` to `instance` from now on (after the first
+    /// instance was killed, say).
+    pub fn answer_from(&mut self, service: &str, instance: &str) {
+        if let Some(port) = self.ports.get(instance).copied() {
+            self.ports.insert(service.to_string(), port);
+        }
+    }
+
     pub fn url(&self, service: &str) -> String {
         format!("http://127.0.0.1:{}", self.ports[service])
     }
 
     /// A direct connection to a service's database, for checks the API does not show.
     pub async fn db(&self, service: &str) -> anyhow::Result<sqlx::PgPool> {
-        let url = format!("{}/{}", pg_url(), self.database(service));
+        let url = format!("{}/{}", self.servers.postgres, self.database(service));
         Ok(sqlx::postgres::PgPoolOptions::new()
             .max_connections(2)
             .connect(&url)
@@ -399,7 +441,7 @@ impl Stack {
 
     /// Every event of the stack's topic published so far, in order per partition.
     pub async fn events(&self) -> anyhow::Result<Vec<Value>> {
-        read_topic(&self.topic).await
+        read_topic(&self.servers.kafka, &self.topic).await
     }
 
     /// The event types of one saga, in the order they were published.
@@ -450,7 +492,7 @@ impl Stack {
         event_type: Option<&str>,
     ) -> anyhow::Result<()> {
         let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", kafka_bootstrap())
+            .set("bootstrap.servers", &self.servers.kafka)
             .create()?;
         let mut record = FutureRecord::to(&self.topic).key(key).payload(payload);
         if let Some(event_type) = event_type {
@@ -478,7 +520,98 @@ impl Stack {
 
     /// Every message on the stack's dead-letter topic.
     pub async fn dead_letters(&self) -> anyhow::Result<Vec<Value>> {
-        read_topic(&format!("{}.DLT", self.topic)).await
+        read_topic(&self.servers.kafka, &format!("{}.DLT", self.topic)).await
+    }
+}
+
+/// How a set of sagas ended.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Settled {
+    pub approved: usize,
+    pub rejected: usize,
+}
+
+impl Stack {
+    /// Waits until every one of `orders` (all of `holder`, whose account opened with `initial`
+    /// points) has ended and finished compensating, then checks the invariants of SPEC §4:
+    /// an approved order has its exchange and its points taken once; a rejected one has its
+    /// exchange compensated and its points back; the balance is the initial one less the
+    /// approved amounts; no saga has two distinct events of one kind, nor both `OrderPlaced`
+    /// and `OrderRejected`.
+    pub async fn settle_and_check(
+        &self,
+        holder: &str,
+        initial: i64,
+        orders: &[i64],
+        timeout: Duration,
+    ) -> anyhow::Result<Settled> {
+        let mut settled = Settled::default();
+        let mut taken = 0.0;
+        for order_id in orders {
+            let order = wait_until(timeout, || async move {
+                let (_, order) = self
+                    .get("order", &format!("/orders/{order_id}"))
+                    .await
+                    .ok()?;
+                let done = order["status"] == "APPROVED"
+                    || (order["status"] != "PENDING" && order["compensation"] == "DONE");
+                done.then_some(order)
+            })
+            .await
+            .with_context(|| {
+                format!(
+                    "order {order_id} did not settle; logs in {}",
+                    self.logs.display()
+                )
+            })?;
+            let (_, exchange) = self
+                .get("exchange", &format!("/exchanges/{order_id}"))
+                .await?;
+            let (_, ledger) = self
+                .get("point", &format!("/transactions/{order_id}"))
+                .await?;
+            if order["status"] == "APPROVED" {
+                settled.approved += 1;
+                taken += normalize(&order["amount"]).parse::<f64>()?;
+                if exchange["status"] != "EXCHANGED" || ledger["status"] != "USED" {
+                    bail!("approved order {order_id}: exchange {exchange}, ledger {ledger}");
+                }
+            } else {
+                settled.rejected += 1;
+                if exchange["status"] != "COMPENSATED" || ledger["status"] == "USED" {
+                    bail!("rejected order {order_id}: exchange {exchange}, ledger {ledger}");
+                }
+            }
+        }
+        let balance: f64 = self.balance(holder).await?.parse()?;
+        if balance != initial as f64 - taken {
+            bail!("{holder} has {balance}, expected {initial} - {taken}");
+        }
+        let mut seen: HashMap<(i64, String), std::collections::HashSet<String>> = HashMap::new();
+        for event in self.events().await? {
+            let (Some(order_id), Some(kind), Some(id)) = (
+                event["orderId"].as_i64(),
+                event["eventType"].as_str(),
+                event["eventId"].as_str(),
+            ) else {
+                continue;
+            };
+            seen.entry((order_id, kind.to_string()))
+                .or_default()
+                .insert(id.to_string());
+        }
+        for order_id in orders {
+            for ((id, kind), ids) in &seen {
+                if id == order_id && ids.len() > 1 {
+                    bail!("order {order_id} has {} distinct {kind} events", ids.len());
+                }
+            }
+            let has = |kind: &str| seen.contains_key(&(*order_id, kind.to_string()));
+            if has("OrderPlaced") && has("OrderRejected") {
+                bail!("order {order_id} was both placed and rejected");
+            }
+        }
+        Ok(settled)
     }
 }
 
@@ -489,13 +622,14 @@ impl Drop for Stack {
             let _ = child.wait();
         }
         let databases: Vec<String> = SERVICES.iter().map(|s| self.database(s)).collect();
+        let postgres = self.servers.postgres.clone();
         // Drop runs inside the test's runtime, so the cleanup gets a thread and runtime of its own.
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
-                let pool = sqlx::PgPool::connect(&format!("{}/postgres", pg_url())).await?;
+                let pool = sqlx::PgPool::connect(&format!("{postgres}/postgres")).await?;
                 for database in databases {
                     sqlx::query(sqlx::AssertSqlSafe(format!(
                         "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
@@ -549,19 +683,19 @@ async fn decode(answer: reqwest::Response) -> anyhow::Result<(u16, Value)> {
 }
 
 /// The directory holding the workspace's binaries (this test binary lives in its `deps/`).
-fn target_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let deps = exe.parent().context("test binary has no directory")?;
     Ok(deps.parent().context("deps has no parent")?.to_path_buf())
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn create_topic(topic: &str) -> anyhow::Result<()> {
+async fn create_topic(bootstrap: &str, topic: &str) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .create()?;
     let results = admin
         .create_topics(
@@ -569,12 +703,7 @@ async fn create_topic(topic: &str) -> anyhow::Result<()> {
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
         )
         .await
-        .with_context(|| {
-            format!(
-                "Kafka not reachable at {}: run scripts/test",
-                kafka_bootstrap()
-            )
-        })?;
+        .with_context(|| format!("Kafka not reachable at {bootstrap}: run scripts/test"))?;
     for result in results {
         result.map_err(|(topic, code)| anyhow::anyhow!("cannot create {topic}: {code}"))?;
     }
@@ -582,11 +711,11 @@ async fn create_topic(topic: &str) -> anyhow::Result<()> {
 }
 
 /// Reads a topic from the beginning to its current end.
-pub async fn read_topic(topic: &str) -> anyhow::Result<Vec<Value>> {
-    let topic = topic.to_string();
+pub async fn read_topic(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<Value>> {
+    let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", kafka_bootstrap())
+            .set("bootstrap.servers", &bootstrap)
             .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
             .set("enable.auto.commit", "false")
             .create()?;

@@ -358,56 +358,11 @@ async fn approvals_racing_the_deadline_always_end_consistently() -> anyhow::Resu
         .await?;
         stack.open_account("jjy", 10000).await?;
         let orders = place_at_once(&stack, 30).await?;
-        let mut approved = 0;
-        for order_id in &orders {
-            let order = wait_until(SETTLE, || async {
-                let (_, order) = stack
-                    .get("order", &format!("/orders/{order_id}"))
-                    .await
-                    .ok()?;
-                let done = order["status"] == "APPROVED"
-                    || (order["status"] == "REJECTED DUE TO DEADLINE"
-                        && order["compensation"] == "DONE");
-                done.then_some(order)
-            })
+        let settled = stack
+            .settle_and_check("jjy", 10000, &orders, SETTLE)
             .await?;
-            let (_, exchange) = stack
-                .get("exchange", &format!("/exchanges/{order_id}"))
-                .await?;
-            let ledger: Option<String> =
-                sqlx::query_scalar("SELECT status FROM point_transactions WHERE order_id = $1")
-                    .bind(order_id)
-                    .fetch_optional(&stack.db("point").await?)
-                    .await?;
-            if order["status"] == "APPROVED" {
-                approved += 1;
-                assert_eq!(
-                    exchange["status"], "EXCHANGED",
-                    "approved {order_id} has its exchange"
-                );
-                assert_eq!(
-                    ledger.as_deref(),
-                    Some("USED"),
-                    "approved {order_id} took its points"
-                );
-            } else {
-                assert_eq!(
-                    exchange["status"], "COMPENSATED",
-                    "rejected {order_id} has no active exchange"
-                );
-                assert_ne!(
-                    ledger.as_deref(),
-                    Some("USED"),
-                    "rejected {order_id} gave its points back"
-                );
-            }
-        }
-        assert_eq!(
-            stack.balance("jjy").await?,
-            (10000 - 10 * approved).to_string()
-        );
-        approved_total += approved;
-        rejected_total += orders.len() as i64 - approved;
+        approved_total += settled.approved;
+        rejected_total += settled.rejected;
     }
     println!("racing the deadline: {approved_total} approved, {rejected_total} rejected");
     assert!(

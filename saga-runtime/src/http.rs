@@ -19,7 +19,7 @@ use sqlx::PgPool;
 use tower::{ServiceBuilder, limit::GlobalConcurrencyLimitLayer};
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
+    trace::{DefaultOnFailure, TraceLayer},
 };
 
 use crate::{config::HttpConfig, kafka::Producer, metrics::Metrics};
@@ -113,19 +113,22 @@ pub fn layers(router: Router, config: &HttpConfig) -> Router {
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(
-                TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                    let id = request
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|id| id.to_str().ok())
-                        .unwrap_or_default();
-                    tracing::info_span!(
-                        "request",
-                        http.method = %request.method(),
-                        http.path = request.uri().path(),
-                        request.id = id,
-                    )
-                }),
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &Request<_>| {
+                        let id = request
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|id| id.to_str().ok())
+                            .unwrap_or_default();
+                        tracing::info_span!(
+                            "request",
+                            http.method = %request.method(),
+                            http.path = request.uri().path(),
+                            request.id = id,
+                        )
+                    })
+                    // A 503 from /readyz is an answer, not a failure; errors log themselves.
+                    .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
             )
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(HandleErrorLayer::new(move |error: BoxError| async move {

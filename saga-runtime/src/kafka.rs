@@ -25,6 +25,9 @@ use crate::{config::KafkaConfig, metrics::Metrics};
 pub fn settings(config: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &config.bootstrap);
+    // librdkafka waits up to 10 s between reconnects by default: after a broker restart, clients
+    // would come back that much later than the broker.
+    client.set("reconnect.backoff.max.ms", "1000");
     for (key, value) in defaults {
         client.set(*key, *value);
     }
@@ -45,7 +48,9 @@ pub fn consumer_settings(config: &KafkaConfig) -> ClientConfig {
         ("enable.auto.offset.store", "false"),
         ("auto.offset.reset", "earliest"),
         ("partition.assignment.strategy", "cooperative-sticky"),
-        ("session.timeout.ms", "10000"),
+        // The broker's smallest default: a dead member's partitions move on after 6 s.
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "2000"),
         ("fetch.wait.max.ms", "10"),
     ];
     if let Some(instance) = &config.group_instance_id {

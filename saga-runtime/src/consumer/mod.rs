@@ -128,6 +128,8 @@ pub async fn run<H: EventHandler>(
     });
     consumer.tasks.spawn(consumer.clone().apply_batches());
     let permits = Arc::new(Semaphore::new(config.consumer.max_in_flight));
+    // Waits before creating a consumer again: short after one that ran a while, longer when
+    // new ones keep failing at once.
     let mut failures = crate::retry::Backoff::DEFAULT.start();
     let mut last = None;
     while !shutdown.is_cancelled() {
@@ -143,17 +145,25 @@ pub async fn run<H: EventHandler>(
             }
         };
         let generation = consumer.state().generation;
+        let started = std::time::Instant::now();
         let ended = consumer
-            .fetch(&kafka, generation, &permits, &mut finished, &mut failures)
+            .fetch(&kafka, generation, &permits, &mut finished)
             .await;
         if let Ended::Fatal(code, reason) = ended {
             // The old consumer is unusable: forget what it fetched (its running events still
             // finish, but commit nothing), then join the group again with a new one.
             consumer.metrics.client_recreated("consumer");
             consumer.metrics.partitions_assigned.set(0);
-            tracing::warn!(error.code = ?code, error.message = reason, "kafka consumer failed fatally; recreating it");
+            tracing::warn!(
+                error.code = ?code,
+                error.message = reason,
+                "kafka consumer failed fatally; recreating it"
+            );
             consumer.state().forget_all();
             tokio::task::spawn_blocking(move || drop(kafka));
+            if started.elapsed() > RECREATED_RECENTLY {
+                failures.reset();
+            }
             failures.wait(&shutdown).await;
         } else {
             last = Some(kafka);
@@ -179,6 +189,9 @@ pub async fn run<H: EventHandler>(
     }
     Ok(())
 }
+
+/// A consumer that failed within this time of its creation makes the next wait longer.
+const RECREATED_RECENTLY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How one consumer's fetching ended.
 enum Ended {
@@ -300,9 +313,12 @@ impl<H: EventHandler> Consumer<H> {
         generation: u64,
         permits: &Arc<Semaphore>,
         finished: &mut mpsc::UnboundedReceiver<Watermark>,
-        failures: &mut crate::retry::Failures,
     ) -> Ended {
         let mut permit = None;
+        // librdkafka reports every failed connection attempt of an outage as an event of its
+        // own, and reconnects by itself: the errors are drained at once (a rebalance waits behind
+        // them in the same queue), and only a change of error is logged.
+        let mut last_error = None;
         loop {
             tokio::select! {
                 biased;
@@ -313,7 +329,7 @@ impl<H: EventHandler> Consumer<H> {
                 }
                 message = kafka.recv(), if permit.is_some() => match message {
                     Ok(message) => {
-                        failures.reset();
+                        last_error = None;
                         if let Some(permit) = permit.take() {
                             self.dispatch(message.detach(), permit);
                         }
@@ -330,9 +346,10 @@ impl<H: EventHandler> Consumer<H> {
                             return Ended::Fatal(Some(code), reason);
                         }
                         self.metrics.error(metrics::CONSUME, "kafka");
-                        tracing::warn!(error.message = %error, "kafka consumer error");
-                        if !failures.wait(&self.shutdown).await {
-                            return Ended::Shutdown;
+                        let error = error.to_string();
+                        if last_error.as_ref() != Some(&error) {
+                            tracing::warn!(error.message = error, "kafka consumer error");
+                            last_error = Some(error);
                         }
                     }
                 },
@@ -611,7 +628,12 @@ struct Events<H> {
     generation: u64,
 }
 
-impl<H: EventHandler> ClientContext for Events<H> {}
+impl<H: EventHandler> ClientContext for Events<H> {
+    /// The fetch loop logs the errors `recv` returns; the same ones come here too.
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(error.message = %error, reason, "kafka consumer error");
+    }
+}
 
 impl<H: EventHandler> ConsumerContext for Events<H> {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

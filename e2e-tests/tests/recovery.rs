@@ -1,0 +1,294 @@
+//! The suite heals itself (SPEC §8): a broker killed and restarted, PostgreSQL stopped with
+//! `-m immediate` and restarted, a consumer fenced out of its group, an event whose handling
+//! always fails, and one of two instances of every service killed. No test here touches
+//! anything after the fault but waiting: every saga must settle by itself.
+
+use std::{
+    future::Future,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+
+use e2e_tests::{
+    SERVICES, Servers, Stack,
+    infra::{PrivateKafka, PrivatePostgres, time_until},
+    wait_until,
+};
+use rdkafka::{
+    ClientConfig,
+    consumer::{BaseConsumer, Consumer},
+};
+
+const SETTLE: Duration = Duration::from_secs(90);
+const HOLDER: &str = "jjy";
+const BALANCE: i64 = 1_000_000;
+
+#[tokio::test]
+async fn a_broker_killed_mid_flow_stops_no_saga_and_readiness_says_so_until_it_is_back()
+-> anyhow::Result<()> {
+    let mut kafka = PrivateKafka::start("brokerkill").await?;
+    let servers = Servers {
+        kafka: kafka.bootstrap(),
+        ..Servers::shared()
+    };
+    let stack = Stack::start_on(servers, "brokerkill", &[("DEADLINE_MS", "4000")]).await?;
+    stack.open_account(HOLDER, BALANCE).await?;
+
+    let (mut orders, recovered) = orders_during(&stack, async {
+        first_orders(&stack).await?;
+        kafka.kill()?;
+        for service in SERVICES {
+            wait_until(SETTLE, || async {
+                let (status, body) = stack.get(service, "/readyz").await.ok()?;
+                (status == 503 && body["kafka"] == false).then_some(())
+            })
+            .await?;
+        }
+        kafka.restart().await?;
+        time_until(SETTLE, || all_ready(&stack)).await
+    })
+    .await?;
+    println!("every service ready {recovered:?} after the broker was back");
+    let after = stack.order(HOLDER, 1, 10).await?;
+    stack.finished(after, "APPROVED", SETTLE).await?;
+    orders.push(after);
+
+    let settled = stack
+        .settle_and_check(HOLDER, BALANCE, &orders, SETTLE)
+        .await?;
+    println!(
+        "{} orders around a broker restart: {settled:?}",
+        orders.len()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn postgres_stopped_immediately_mid_flow_stops_no_saga() -> anyhow::Result<()> {
+    let postgres = PrivatePostgres::start("pgcrash").await?;
+    let servers = Servers {
+        postgres: postgres.url(),
+        ..Servers::shared()
+    };
+    let stack = Stack::start_on(servers, "pgcrash", &[("DEADLINE_MS", "4000")]).await?;
+    stack.open_account(HOLDER, BALANCE).await?;
+
+    let (_, recovered) = orders_during(&stack, async {
+        first_orders(&stack).await?;
+        postgres.crash()?;
+        for service in SERVICES {
+            wait_until(SETTLE, || async {
+                let (status, body) = stack.get(service, "/readyz").await.ok()?;
+                (status == 503 && body["database"] == false).then_some(())
+            })
+            .await?;
+        }
+        postgres.restart().await?;
+        time_until(SETTLE, || all_ready(&stack)).await
+    })
+    .await?;
+    println!("every service ready {recovered:?} after PostgreSQL was back");
+    let after = stack.order(HOLDER, 1, 10).await?;
+    stack.finished(after, "APPROVED", SETTLE).await?;
+
+    // A POST cut off by the crash may or may not have created its order: check them all.
+    let (_, all) = stack.get("order", "/orders?limit=1000").await?;
+    let orders: Vec<i64> = all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|order| order["id"].as_i64())
+        .collect();
+    let settled = stack
+        .settle_and_check(HOLDER, BALANCE, &orders, SETTLE)
+        .await?;
+    println!(
+        "{} orders around a database crash: {settled:?}",
+        orders.len()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_consumer_fenced_out_of_its_group_is_replaced_and_consumes_again() -> anyhow::Result<()> {
+    let stack = Stack::start("fenced", &[]).await?;
+    stack.open_account(HOLDER, BALANCE).await?;
+    let first = stack.order(HOLDER, 1, 10).await?;
+    stack.finished(first, "APPROVED", SETTLE).await?;
+
+    // A second member with the point service's static id fences the service's consumer: a
+    // fatal error for librdkafka, which used to stop the service consuming for good.
+    let intruder: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.servers.kafka)
+        .set("group.id", format!("{}-point-service", stack.id))
+        .set("group.instance.id", format!("{}-point", stack.id))
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .create()?;
+    intruder.subscribe(&[&stack.topic])?;
+    let recreated = wait_until(SETTLE, || {
+        // The intruder must poll to join; the service fences it back once it rejoins.
+        let _ = intruder.poll(Duration::from_millis(100));
+        async {
+            let recreated = stack
+                .metric(
+                    "point",
+                    "kafka_clients_recreated",
+                    &[("client", "consumer")],
+                )
+                .await
+                .ok()?;
+            (recreated >= 1.0).then_some(recreated)
+        }
+    })
+    .await?;
+    drop(intruder);
+    assert!(
+        stack
+            .log("point")?
+            .contains("kafka consumer failed fatally"),
+        "the replacement is logged with its reason"
+    );
+
+    time_until(SETTLE, || all_ready(&stack)).await?;
+    let second = stack.order(HOLDER, 1, 10).await?;
+    stack.finished(second, "APPROVED", SETTLE).await?;
+    println!("point's consumer was recreated {recreated} time(s)");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_event_whose_handling_always_fails_is_set_aside_and_its_saga_ends_by_its_deadline()
+-> anyhow::Result<()> {
+    let stack = Stack::start(
+        "failing",
+        &[
+            ("DEADLINE_MS", "3000"),
+            ("EVENT_MAX_ATTEMPTS", "3"),
+            ("EVENT_RETRY_BACKOFF_MS", "50"),
+        ],
+    )
+    .await?;
+    stack.open_account("poison", 1000).await?;
+    stack.open_account(HOLDER, BALANCE).await?;
+    // The point ledger refuses this holder: every attempt to use or refuse its points fails
+    // the same way, a constraint the event cannot satisfy however often it is tried.
+    sqlx::query(
+        "ALTER TABLE point_transactions ADD CONSTRAINT refuse_poison
+         CHECK (user_id IS DISTINCT FROM 'poison')",
+    )
+    .execute(&stack.db("point").await?)
+    .await?;
+
+    let poisoned = stack.order("poison", 1, 100).await?;
+    let others = futures::future::try_join_all((0..8).map(|_| stack.order(HOLDER, 1, 10))).await?;
+    for order_id in &others {
+        stack.finished(*order_id, "APPROVED", SETTLE).await?;
+    }
+    let order = stack
+        .finished(poisoned, "REJECTED DUE TO DEADLINE", SETTLE)
+        .await?;
+    assert_eq!(order["compensation"], "DONE", "compensation ran to its end");
+    assert_eq!(stack.balance("poison").await?, "1000");
+
+    let letters = stack.dead_letters().await?;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["eventType"], "ExchangeSucceed");
+    assert_eq!(letters[0]["orderId"], poisoned);
+    for (name, labels, expected) in [
+        ("events_dead_lettered", &[("exception", "failed")][..], 1.0),
+        (
+            "message_errors",
+            &[("job", "ExchangeSucceed"), ("exception", "handler")],
+            3.0,
+        ),
+    ] {
+        assert_eq!(
+            stack.metric("point", name, labels).await?,
+            expected,
+            "{name}"
+        );
+    }
+    stack
+        .settle_and_check(HOLDER, BALANCE, &others, SETTLE)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_two_instances_of_every_service_one_killed_mid_flow_loses_nothing()
+-> anyhow::Result<()> {
+    let mut stack = Stack::start("twoinstances", &[("DEADLINE_MS", "30000")]).await?;
+    for service in SERVICES {
+        stack.spawn_instance(service, &format!("{service}-2"), &[])?;
+    }
+    for service in SERVICES {
+        stack.wait_ready(&format!("{service}-2")).await?;
+    }
+    stack.open_account(HOLDER, BALANCE).await?;
+    let mut orders = first_orders(&stack).await?;
+    for service in SERVICES {
+        stack.kill(service)?;
+    }
+    // The survivors take the partitions over once the group gives up on the dead members.
+    for service in SERVICES {
+        let instance = format!("{service}-2");
+        wait_until(SETTLE, || async {
+            let assigned = stack
+                .metric(&instance, "kafka_partitions_assigned", &[])
+                .await
+                .ok()?;
+            (assigned == e2e_tests::PARTITIONS as f64).then_some(())
+        })
+        .await?;
+    }
+    for service in SERVICES {
+        stack.answer_from(service, &format!("{service}-2"));
+    }
+    orders.extend(first_orders(&stack).await?);
+    let settled = stack
+        .settle_and_check(HOLDER, BALANCE, &orders, SETTLE)
+        .await?;
+    assert_eq!(settled.rejected, 0, "every order was approved in time");
+    Ok(())
+}
+
+/// Twenty orders at once, before a fault.
+async fn first_orders(stack: &Stack) -> anyhow::Result<Vec<i64>> {
+    futures::future::try_join_all((0..20).map(|_| stack.order(HOLDER, 1, 10))).await
+}
+
+/// Places an order every 50 ms while `faults` runs; returns the orders the API accepted and
+/// what `faults` returned. Orders refused during an outage are not counted.
+async fn orders_during<T>(
+    stack: &Stack,
+    faults: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(Vec<i64>, T)> {
+    let done = AtomicBool::new(false);
+    let placing = async {
+        let mut orders = Vec::new();
+        while !done.load(Ordering::Relaxed) {
+            if let Ok(order_id) = stack.order(HOLDER, 1, 10).await {
+                orders.push(order_id);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        orders
+    };
+    let faulting = async {
+        let result = faults.await;
+        done.store(true, Ordering::Relaxed);
+        result
+    };
+    let (orders, result) = tokio::join!(placing, faulting);
+    Ok((orders, result?))
+}
+
+async fn all_ready(stack: &Stack) -> bool {
+    for service in SERVICES {
+        match stack.get(service, "/readyz").await {
+            Ok((200, _)) => {}
+            _ => return false,
+        }
+    }
+    true
+}
