@@ -302,3 +302,107 @@ impl Page {
         self.limit.unwrap_or(100).clamp(1, 1000)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::{body::Body, routing::post};
+    use tokio::sync::Notify;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn config(max_concurrency: usize) -> HttpConfig {
+        HttpConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            timeout: Duration::from_secs(2),
+            max_concurrency,
+            max_body_bytes: 64,
+        }
+    }
+
+    fn request(path: &str) -> Request {
+        Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    async fn json(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// A route that holds its request until released.
+    fn held(entered: Arc<Notify>, release: Arc<Notify>) -> Router {
+        Router::new().route(
+            "/held",
+            get(move || async move {
+                entered.notify_one();
+                release.notified().await;
+                "done"
+            }),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_request_beyond_the_concurrency_limit_gets_a_quick_503_with_retry_after() {
+        let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let app = layers(held(entered.clone(), release.clone()), &config(1));
+        let first = tokio::spawn(app.clone().oneshot(request("/held")));
+        entered.notified().await;
+
+        let refused = app.clone().oneshot(request("/held")).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(json(refused).await["error"], "overloaded");
+
+        release.notify_one();
+        assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_takes_too_long_is_answered_503_at_the_timeout() {
+        let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let app = layers(held(entered, release), &config(8));
+        let started = tokio::time::Instant::now();
+        let answer = app.oneshot(request("/held")).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert_eq!(json(answer).await["error"], "timeout");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_a_413_json_error() {
+        let echo = |JsonBody(body): JsonBody<serde_json::Value>| async move { Json(body) };
+        let app = layers(Router::new().route("/echo", post(echo)), &config(8));
+        let request = |text: String| {
+            Request::post("/echo")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(text))
+                .unwrap()
+        };
+        let small = app.clone().oneshot(request("[1]".into())).await.unwrap();
+        assert_eq!(small.status(), StatusCode::OK);
+        let large = app
+            .oneshot(request(format!("[{}1]", "1,".repeat(64))))
+            .await
+            .unwrap();
+        assert_eq!(large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(json(large).await["error"], "too_large");
+    }
+
+    #[tokio::test]
+    async fn every_answer_carries_a_request_id_keeping_the_callers() {
+        let app = layers(Router::new().route("/", get(|| async { "hi" })), &config(8));
+        let made = app.clone().oneshot(request("/")).await.unwrap();
+        let id = made.headers()["x-request-id"].to_str().unwrap();
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+        let given = Request::get("/")
+            .header("x-request-id", "abc-1")
+            .body(Body::empty())
+            .unwrap();
+        let kept = app.oneshot(given).await.unwrap();
+        assert_eq!(kept.headers()["x-request-id"], "abc-1");
+    }
+}

@@ -173,3 +173,61 @@ pub async fn ensure_topics(config: &KafkaConfig) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::{bindings, types::RDKafkaRespErr};
+
+    use super::*;
+
+    fn config() -> KafkaConfig {
+        KafkaConfig {
+            // Nothing listens here: creating a client needs no broker.
+            bootstrap: "127.0.0.1:1".into(),
+            topic: "t".into(),
+            dead_letter_topic: "t.DLT".into(),
+            partitions: 1,
+            group_id: "g".into(),
+            group_instance_id: None,
+            extra: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_producer_that_failed_fatally_is_replaced_and_counted() {
+        let metrics = Metrics::new("test", &[], &[]).unwrap();
+        let producer = Producer::new(&config(), metrics.clone()).unwrap();
+        producer.failed();
+        assert!(!producer.healthy(), "a failed delivery is reported");
+        assert!(
+            metrics
+                .render()
+                .contains(r#"kafka_clients_recreated{app="test",client="producer"} 0"#)
+        );
+
+        let broken = producer.get();
+        // librdkafka's own hook for raising a fatal error, as an idempotence violation would.
+        let raised = unsafe {
+            bindings::rd_kafka_test_fatal_error(
+                broken.client().native_ptr(),
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                c"test".as_ptr(),
+            )
+        };
+        assert_eq!(raised, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR);
+        assert!(broken.client().fatal_error().is_some());
+
+        producer.failed();
+        assert!(
+            producer.get().client().fatal_error().is_none(),
+            "a new producer"
+        );
+        assert!(
+            metrics
+                .render()
+                .contains(r#"kafka_clients_recreated{app="test",client="producer"} 1"#)
+        );
+        producer.delivered();
+        assert!(producer.healthy());
+    }
+}

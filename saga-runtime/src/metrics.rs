@@ -204,3 +204,34 @@ impl Metrics {
         String::from_utf8(buffer).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_start_at_zero_for_every_known_label() {
+        let metrics = Metrics::new(
+            "point-service",
+            &[EventType::ExchangeSucceed],
+            &[EventType::PointUsed],
+        )
+        .unwrap();
+        let text = metrics.render();
+        for series in [
+            r#"messages_consumed{app="point-service",job="ExchangeSucceed"} 0"#,
+            r#"messages_produced{app="point-service",job="PointUsed"} 0"#,
+            r#"message_errors{app="point-service",exception="handler",job="ExchangeSucceed"} 0"#,
+            r#"message_errors{app="point-service",exception="kafka",job="consume"} 0"#,
+            r#"events_dead_lettered{app="point-service",exception="failed"} 0"#,
+            r#"duplicates_skipped{app="point-service",job="ExchangeSucceed"} 0"#,
+            r#"kafka_clients_recreated{app="point-service",client="consumer"} 0"#,
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
+        metrics.error("ExchangeSucceed", "handler");
+        assert!(metrics.render().contains(
+            r#"message_errors{app="point-service",exception="handler",job="ExchangeSucceed"} 1"#
+        ));
+    }
+}
