@@ -2,10 +2,14 @@
 //!
 //! Firing marks a deadline FIRED and writes its `DeadlineReached` to the outbox in one
 //! transaction, taking rows with `FOR UPDATE SKIP LOCKED`; with two instances running, each
-//! deadline is taken by one of them only, and fired once. The timer is woken early when a
-//! deadline is scheduled (a NOTIFY at commit), and never sleeps longer than [`MAX_SLEEP`], so
-//! a missed notification costs at most that. Deadlines that passed while the service was down
-//! are due at once when it starts.
+//! deadline is taken by one of them only, and fired once. Deadlines that passed while the
+//! service was down are due at once when it starts.
+//!
+//! The timer reads its table only when it must: when the deadline it waits for comes due, when
+//! a transaction schedules an earlier one (its NOTIFY carries the earliest deadline it
+//! scheduled), and every [`MAX_SLEEP`] in case a notification was missed or another instance
+//! scheduled a deadline and died. Both of its queries read the pending deadlines' index, with a
+//! bound from the timer's clock, so a large backlog of far deadlines costs nothing.
 
 use std::time::Duration;
 
@@ -30,48 +34,67 @@ pub async fn run(
         .context("cannot listen for scheduled deadlines")?;
     listener.listen("deadline_scheduled").await?;
     let mut failures = Backoff::DEFAULT.start();
+    // The deadline to wake up for; now, to fire what passed while the service was down.
+    let mut next = Some(Utc::now());
     while !shutdown.is_cancelled() {
-        let next = async {
-            fire_due(&pool, &lateness).await?;
-            next_deadline(&pool).await
-        };
-        let sleep = match next.await {
-            Ok(next) => {
-                failures.reset();
-                next.map_or(MAX_SLEEP, |at| {
-                    (at - Utc::now())
-                        .to_std()
-                        .unwrap_or_default()
-                        .min(MAX_SLEEP)
-                })
+        if next.is_some_and(|at| at <= Utc::now()) {
+            let fired = async {
+                fire_due(&pool, &lateness).await?;
+                next_deadline(&pool).await
+            };
+            match fired.await {
+                Ok(pending) => {
+                    failures.reset();
+                    next = pending;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        error.message = format!("{error:#}"),
+                        failures = failures.count() + 1,
+                        "deadline timer failed, retrying"
+                    );
+                    failures.wait(&shutdown).await;
+                    continue;
+                }
             }
-            Err(error) => {
-                tracing::warn!(
-                    error.message = format!("{error:#}"),
-                    failures = failures.count() + 1,
-                    "deadline timer failed, retrying"
-                );
-                failures.wait(&shutdown).await;
-                continue;
-            }
-        };
-        if sleep.is_zero() {
-            continue;
         }
+        let wait = next.map(|at| (at - Utc::now()).to_std().unwrap_or_default());
+        let fallback = wait.is_none_or(|wait| wait > MAX_SLEEP);
         tokio::select! {
             _ = shutdown.cancelled() => {}
-            _ = listener.recv() => {}
-            _ = tokio::time::sleep(sleep) => {}
+            notification = listener.recv() => match notification {
+                Ok(notification) => {
+                    if let Some(at) = epoch_millis(notification.payload()) {
+                        next = Some(next.map_or(at, |next| next.min(at)));
+                    }
+                }
+                Err(error) => {
+                    // The listener reconnects at the next call; a notification may be lost.
+                    tracing::warn!(error.message = %error, "deadline notifications interrupted");
+                    failures.wait(&shutdown).await;
+                    next = Some(Utc::now());
+                }
+            },
+            _ = tokio::time::sleep(wait.unwrap_or(MAX_SLEEP).min(MAX_SLEEP)) => {
+                if fallback {
+                    next = Some(Utc::now());
+                }
+            }
         }
     }
     Ok(())
+}
+
+fn epoch_millis(payload: &str) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(payload.parse().ok()?)
 }
 
 async fn next_deadline(pool: &PgPool) -> anyhow::Result<Option<DateTime<Utc>>> {
     Ok(
         sqlx::query_scalar("SELECT min(deadline) FROM deadlines WHERE status = 'PENDING'")
             .fetch_one(pool)
-            .await?,
+            .await
+            .context("cannot read the next deadline")?,
     )
 }
 
@@ -79,15 +102,18 @@ async fn next_deadline(pool: &PgPool) -> anyhow::Result<Option<DateTime<Utc>>> {
 async fn fire_due(pool: &PgPool, lateness: &Histogram) -> anyhow::Result<()> {
     loop {
         let mut tx = pool.begin().await?;
+        // The bound is a parameter, not clock_timestamp(): a volatile function cannot bound an
+        // index scan, and PostgreSQL would read every pending deadline to find the due ones.
         let fired: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
             "UPDATE deadlines SET status = 'FIRED', fired_at = clock_timestamp()
              WHERE order_id IN (
                  SELECT order_id FROM deadlines
-                 WHERE status = 'PENDING' AND deadline <= clock_timestamp()
+                 WHERE status = 'PENDING' AND deadline <= $2
                  ORDER BY deadline LIMIT $1 FOR UPDATE SKIP LOCKED)
              RETURNING order_id, deadline, fired_at",
         )
         .bind(BATCH)
+        .bind(Utc::now())
         .fetch_all(&mut *tx)
         .await
         .context("cannot take due deadlines")?;
