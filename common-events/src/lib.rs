@@ -16,7 +16,7 @@ use uuid::Uuid;
 pub type OrderId = i64;
 
 /// What every event carries besides its own fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Envelope {
     pub event_id: Uuid,
@@ -31,7 +31,7 @@ pub struct Envelope {
 }
 
 /// The saga's events, named in the past tense as in the seed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "eventType", rename_all_fields = "camelCase")]
 pub enum Event {
     OrderCreated {

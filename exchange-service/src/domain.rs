@@ -3,6 +3,7 @@
 //! `OrderCreated` exchanges the amount into points (one point per unit of currency) unless the
 //! saga has expired or was already handled; `OrderRejected` always compensates, and always
 //! answers with `ExchangeCompensated`, even when there was nothing to undo (SPEC §4 rule 4).
+//! Each decision carries everything the shell writes and publishes.
 
 use common_events::Event;
 use rust_decimal::Decimal;
@@ -35,18 +36,34 @@ pub struct Exchange {
     pub point: Decimal,
 }
 
+/// An exchange to record, with everything its row holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewExchange {
+    pub user_id: String,
+    pub currency_id: Option<String>,
+    pub amount: Decimal,
+    pub point: Decimal,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Record the exchange and emit `ExchangeSucceed` with these points.
+    /// Record `exchange` and publish `emit` (`ExchangeSucceed`), provided the saga's deadline
+    /// still holds when the row is written. That guard belongs to the write itself (SPEC §4
+    /// rule 5): an exchange the guard refuses is recorded as [`EXPIRED_DURING_PROCESSING`].
     Exchange {
-        point: Decimal,
+        exchange: NewExchange,
+        emit: Event,
     },
-    /// Mark the saga compensated and emit `ExchangeCompensated` with the points undone.
+    /// Mark the saga compensated (with a row of its own if nothing was exchanged) and publish
+    /// `emit` (`ExchangeCompensated` with the points undone, zero if none).
     Compensate {
-        point: Decimal,
+        emit: Event,
     },
     Ignore(&'static str),
 }
+
+/// Why an exchange decided in time was not recorded: its deadline passed before the write.
+pub const EXPIRED_DURING_PROCESSING: &str = "expired during processing";
 
 /// Points for an amount of currency. The rate is one; a real exchange would look it up.
 pub fn points_for(amount: Decimal) -> Decimal {
@@ -54,20 +71,40 @@ pub fn points_for(amount: Decimal) -> Decimal {
 }
 
 pub fn decide(exchange: Option<Exchange>, event: &Event, expired: bool) -> Decision {
+    let compensate = |point| Decision::Compensate {
+        emit: Event::ExchangeCompensated { point },
+    };
     match (event, exchange) {
-        (Event::OrderCreated { amount, .. }, None) if !expired => Decision::Exchange {
-            point: points_for(*amount),
-        },
+        (
+            Event::OrderCreated {
+                holder_id,
+                currency_id,
+                amount,
+            },
+            None,
+        ) if !expired => {
+            let point = points_for(*amount);
+            Decision::Exchange {
+                exchange: NewExchange {
+                    user_id: holder_id.clone(),
+                    currency_id: currency_id.clone(),
+                    amount: *amount,
+                    point,
+                },
+                emit: Event::ExchangeSucceed {
+                    user_id: holder_id.clone(),
+                    point,
+                },
+            }
+        }
         (Event::OrderCreated { .. }, None) => Decision::Ignore("expired"),
         (Event::OrderCreated { .. }, Some(e)) if e.status == Status::Compensated => {
             Decision::Ignore("saga already compensated")
         }
         (Event::OrderCreated { .. }, Some(_)) => Decision::Ignore("already exchanged"),
-        (Event::OrderRejected { .. }, None) => Decision::Compensate {
-            point: Decimal::ZERO,
-        },
+        (Event::OrderRejected { .. }, None) => compensate(Decimal::ZERO),
         (Event::OrderRejected { .. }, Some(e)) if e.status == Status::Exchanged => {
-            Decision::Compensate { point: e.point }
+            compensate(e.point)
         }
         (Event::OrderRejected { .. }, Some(_)) => Decision::Ignore("already compensated"),
         _ => Decision::Ignore("not an exchange event"),
@@ -104,7 +141,16 @@ mod tests {
         assert_eq!(
             decide(None, &created(), false),
             Decision::Exchange {
-                point: Decimal::from(500)
+                exchange: NewExchange {
+                    user_id: "jjy".into(),
+                    currency_id: Some("1".into()),
+                    amount: Decimal::from(500),
+                    point: Decimal::from(500),
+                },
+                emit: Event::ExchangeSucceed {
+                    user_id: "jjy".into(),
+                    point: Decimal::from(500)
+                }
             }
         );
     }
@@ -131,7 +177,9 @@ mod tests {
         assert_eq!(
             decide(exchange(Status::Exchanged), &rejected(), true),
             Decision::Compensate {
-                point: Decimal::from(500)
+                emit: Event::ExchangeCompensated {
+                    point: Decimal::from(500)
+                }
             }
         );
     }
@@ -141,7 +189,9 @@ mod tests {
         assert_eq!(
             decide(None, &rejected(), true),
             Decision::Compensate {
-                point: Decimal::ZERO
+                emit: Event::ExchangeCompensated {
+                    point: Decimal::ZERO
+                }
             }
         );
     }

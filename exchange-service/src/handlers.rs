@@ -1,4 +1,5 @@
-//! The exchange's reactions to `OrderCreated` and `OrderRejected`.
+//! The exchange's reactions to `OrderCreated` and `OrderRejected`: lock the saga's exchange,
+//! decide, write the change and its event together.
 
 use chrono::Utc;
 use common_events::{Envelope, Event, EventType};
@@ -8,7 +9,7 @@ use sqlx::PgConnection;
 
 use crate::{
     ExchangeService,
-    domain::{self, Decision, Exchange, Status},
+    domain::{self, Decision, EXPIRED_DURING_PROCESSING, Exchange, Status},
 };
 
 impl EventHandler for ExchangeService {
@@ -37,51 +38,47 @@ impl EventHandler for ExchangeService {
             }),
             None => None,
         };
-        match domain::decide(exchange, &event.event, event.is_expired(Utc::now())) {
-            Decision::Exchange { point } => {
-                let Event::OrderCreated {
-                    holder_id,
-                    currency_id,
-                    amount,
-                } = &event.event
-                else {
-                    anyhow::bail!("exchange decided for {}", event.event.event_type());
-                };
-                self.hooks.after_check(currency_id.as_deref()).await;
-                // The exchange is recorded only if the deadline still holds when the row is
-                // written: the expiry check and the change it guards are one statement (SPEC §4
-                // rule 5), so a wait since the first check cannot let an expired exchange through.
+        let emit = match domain::decide(exchange, &event.event, event.is_expired(Utc::now())) {
+            Decision::Ignore(reason) => return Ok(Outcome::Ignored(reason)),
+            Decision::Exchange { exchange, emit } => {
+                self.hooks.after_check(currency_of(event)).await;
+                // The decision's guard is checked by the statement that writes the row, not
+                // before it: the deadline must still hold when the exchange is recorded (SPEC §4
+                // rule 5), so no wait since the decision can let an expired exchange through.
                 let recorded = sqlx::query(
                     "INSERT INTO exchanges (order_id, user_id, currency_id, amount, point, status, deadline)
                      SELECT $1, $2, $3, $4, $5, 'EXCHANGED', $6 WHERE clock_timestamp() < $6
                      ON CONFLICT (order_id) DO NOTHING",
                 )
                 .bind(event.order_id)
-                .bind(holder_id)
-                .bind(currency_id)
-                .bind(amount)
-                .bind(point)
+                .bind(&exchange.user_id)
+                .bind(&exchange.currency_id)
+                .bind(exchange.amount)
+                .bind(exchange.point)
                 .bind(event.deadline)
                 .execute(&mut *conn)
                 .await?
                 .rows_affected()
                     == 1;
                 if !recorded {
-                    return Ok(Outcome::Ignored("expired during processing"));
+                    return Ok(Outcome::Ignored(EXPIRED_DURING_PROCESSING));
                 }
-                let succeed = Event::ExchangeSucceed {
-                    user_id: holder_id.clone(),
-                    point,
-                };
-                outbox::append(conn, &event.follow_up(succeed)).await?;
+                emit
             }
-            Decision::Compensate { point } => {
-                compensate(conn, event).await?;
-                outbox::append(conn, &event.follow_up(Event::ExchangeCompensated { point }))
-                    .await?;
+            Decision::Compensate { emit } => {
+                sqlx::query(
+                    "INSERT INTO exchanges (order_id, status, deadline, compensated_at)
+                     VALUES ($1, 'COMPENSATED', $2, now())
+                     ON CONFLICT (order_id) DO UPDATE SET status = 'COMPENSATED', compensated_at = now()",
+                )
+                .bind(event.order_id)
+                .bind(event.deadline)
+                .execute(&mut *conn)
+                .await?;
+                emit
             }
-            Decision::Ignore(reason) => return Ok(Outcome::Ignored(reason)),
-        }
+        };
+        outbox::append(conn, &event.follow_up(emit)).await?;
         Ok(Outcome::Applied)
     }
 }
@@ -91,18 +88,4 @@ fn currency_of(event: &Envelope) -> Option<&str> {
         Event::OrderCreated { currency_id, .. } => currency_id.as_deref(),
         _ => None,
     }
-}
-
-/// Marks the saga compensated, creating the row if nothing was ever exchanged.
-async fn compensate(conn: &mut PgConnection, event: &Envelope) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO exchanges (order_id, status, deadline, compensated_at)
-         VALUES ($1, 'COMPENSATED', $2, now())
-         ON CONFLICT (order_id) DO UPDATE SET status = 'COMPENSATED', compensated_at = now()",
-    )
-    .bind(event.order_id)
-    .bind(event.deadline)
-    .execute(conn)
-    .await?;
-    Ok(())
 }

@@ -1,9 +1,11 @@
-//! The order's state machine, without I/O: given the order and an event, what changes.
+//! The order's state machine, without I/O: given the order and an event, the order as it must be
+//! stored next and the event to emit, or why the event changes nothing.
 //!
 //! An order starts `PENDING` and ends in exactly one terminal state (SPEC §4 rule 3): approved
-//! on `PointUsed` before the deadline, rejected on `PointUseFailed` or `DeadlineReached`.
-//! A `PointUsed` that comes after the deadline is ignored: the `DeadlineReached` that follows
-//! rejects the order and the compensation chain gives the points back.
+//! on `PointUsed` before the deadline, rejected on `PointUseFailed` or `DeadlineReached`. A
+//! rejected order's compensation is pending until `PointRefunded` ends the chain. A `PointUsed`
+//! that comes after the deadline is ignored: the `DeadlineReached` that follows rejects the
+//! order and the compensation chain gives the points back.
 
 use common_events::Event;
 
@@ -35,48 +37,99 @@ impl Status {
         .into_iter()
         .find(|status| status.as_str() == text)
     }
+}
 
-    fn is_rejected(self) -> bool {
-        matches!(self, Status::RejectedPointLimit | Status::RejectedDeadline)
+/// Where a rejected order's compensation chain is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compensation {
+    Pending,
+    Done,
+}
+
+impl Compensation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compensation::Pending => "PENDING",
+            Compensation::Done => "DONE",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Compensation> {
+        [Compensation::Pending, Compensation::Done]
+            .into_iter()
+            .find(|c| c.as_str() == text)
     }
 }
 
-/// What the decisions need to know of an order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The part of an order the saga changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
     pub status: Status,
-    pub compensation_done: bool,
+    pub reason: Option<String>,
+    /// `None` unless the order was rejected.
+    pub compensation: Option<Compensation>,
+}
+
+impl Order {
+    /// An order as it is created.
+    pub fn new() -> Order {
+        Order {
+            status: Status::Pending,
+            reason: None,
+            compensation: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Approve and emit `OrderPlaced`.
-    Approve,
-    /// Reject with this status and reason and emit `OrderRejected`.
-    Reject(Status, String),
-    /// The compensation chain has finished: record it.
-    FinishCompensation,
+    /// Store `order` as the order's new state and publish `emit`, if any.
+    Change { order: Order, emit: Option<Event> },
+    /// Record the event as ignored, for this reason.
     Ignore(&'static str),
 }
 
-/// Decides what `event` does to `order`; `expired` says whether its deadline has passed.
-pub fn decide(order: Order, event: &Event, expired: bool) -> Decision {
+/// Decides what `event` does to `order` (`None`: no such order); `expired` says whether the
+/// saga's deadline has passed.
+pub fn decide(order: Option<&Order>, event: &Event, expired: bool) -> Decision {
+    let Some(order) = order else {
+        return Decision::Ignore("unknown order");
+    };
     let pending = order.status == Status::Pending;
+    let reject = |status, reason: &str| Decision::Change {
+        order: Order {
+            status,
+            reason: Some(reason.to_string()),
+            compensation: Some(Compensation::Pending),
+        },
+        emit: Some(Event::OrderRejected {
+            reason: reason.to_string(),
+        }),
+    };
     match event {
         Event::PointUsed { .. } if !pending => Decision::Ignore("order already final"),
         Event::PointUsed { .. } if expired => Decision::Ignore("expired"),
-        Event::PointUsed { .. } => Decision::Approve,
-        Event::PointUseFailed { reason } if pending => {
-            Decision::Reject(Status::RejectedPointLimit, reason.clone())
-        }
-        Event::DeadlineReached if pending => {
-            Decision::Reject(Status::RejectedDeadline, "deadline reached".into())
-        }
+        Event::PointUsed { .. } => Decision::Change {
+            order: Order {
+                status: Status::Approved,
+                reason: None,
+                compensation: None,
+            },
+            emit: Some(Event::OrderPlaced),
+        },
+        Event::PointUseFailed { reason } if pending => reject(Status::RejectedPointLimit, reason),
+        Event::DeadlineReached if pending => reject(Status::RejectedDeadline, "deadline reached"),
         Event::PointUseFailed { .. } | Event::DeadlineReached => {
             Decision::Ignore("order already final")
         }
-        Event::PointRefunded { .. } if order.status.is_rejected() && !order.compensation_done => {
-            Decision::FinishCompensation
+        Event::PointRefunded { .. } if order.compensation == Some(Compensation::Pending) => {
+            Decision::Change {
+                order: Order {
+                    compensation: Some(Compensation::Done),
+                    ..order.clone()
+                },
+                emit: None,
+            }
         }
         Event::PointRefunded { .. } => Decision::Ignore("compensation already finished"),
         _ => Decision::Ignore("not an order event"),
@@ -89,9 +142,15 @@ mod tests {
     use rust_decimal::Decimal;
 
     fn order(status: Status) -> Order {
+        let compensation = matches!(
+            status,
+            Status::RejectedPointLimit | Status::RejectedDeadline
+        )
+        .then_some(Compensation::Pending);
         Order {
             status,
-            compensation_done: false,
+            reason: None,
+            compensation,
         }
     }
 
@@ -118,33 +177,49 @@ mod tests {
     #[test]
     fn a_pending_order_is_approved_when_points_are_used_in_time() {
         assert_eq!(
-            decide(order(Status::Pending), &point_used(), false),
-            Decision::Approve
+            decide(Some(&Order::new()), &point_used(), false),
+            Decision::Change {
+                order: order(Status::Approved),
+                emit: Some(Event::OrderPlaced)
+            }
         );
     }
 
     #[test]
     fn an_order_never_approves_after_its_deadline() {
         assert_eq!(
-            decide(order(Status::Pending), &point_used(), true),
+            decide(Some(&Order::new()), &point_used(), true),
             Decision::Ignore("expired")
         );
     }
 
     #[test]
-    fn a_failed_point_use_rejects_for_the_point_limit_with_its_reason() {
+    fn a_failed_point_use_rejects_for_the_point_limit_with_its_reason_and_compensation_pending() {
         assert_eq!(
-            decide(order(Status::Pending), &failed(), false),
-            Decision::Reject(Status::RejectedPointLimit, "point limit exceeded".into())
+            decide(Some(&Order::new()), &failed(), false),
+            Decision::Change {
+                order: Order {
+                    status: Status::RejectedPointLimit,
+                    reason: Some("point limit exceeded".into()),
+                    compensation: Some(Compensation::Pending),
+                },
+                emit: Some(Event::OrderRejected {
+                    reason: "point limit exceeded".into()
+                })
+            }
         );
     }
 
     #[test]
     fn the_deadline_rejects_a_pending_order() {
-        assert!(matches!(
-            decide(order(Status::Pending), &Event::DeadlineReached, true),
-            Decision::Reject(Status::RejectedDeadline, _)
-        ));
+        let Decision::Change { order, emit } =
+            decide(Some(&Order::new()), &Event::DeadlineReached, true)
+        else {
+            panic!("expected a change");
+        };
+        assert_eq!(order.status, Status::RejectedDeadline);
+        assert_eq!(order.compensation, Some(Compensation::Pending));
+        assert!(matches!(emit, Some(Event::OrderRejected { .. })));
     }
 
     #[test]
@@ -157,7 +232,7 @@ mod tests {
             for event in [point_used(), failed(), Event::DeadlineReached] {
                 for expired in [false, true] {
                     assert_eq!(
-                        decide(order(status), &event, expired),
+                        decide(Some(&order(status)), &event, expired),
                         Decision::Ignore("order already final")
                     );
                 }
@@ -168,23 +243,33 @@ mod tests {
     #[test]
     fn a_refund_finishes_the_compensation_of_a_rejected_order_once() {
         for status in [Status::RejectedPointLimit, Status::RejectedDeadline] {
-            assert_eq!(
-                decide(order(status), &refunded(), true),
-                Decision::FinishCompensation
-            );
-            let done = Order {
-                status,
-                compensation_done: true,
+            let rejected = order(status);
+            let Decision::Change { order: done, emit } = decide(Some(&rejected), &refunded(), true)
+            else {
+                panic!("expected a change");
             };
             assert_eq!(
-                decide(done, &refunded(), true),
+                (done.status, done.compensation),
+                (status, Some(Compensation::Done))
+            );
+            assert_eq!(emit, None, "the chain ends here");
+            assert_eq!(
+                decide(Some(&done), &refunded(), true),
                 Decision::Ignore("compensation already finished")
             );
         }
         assert!(matches!(
-            decide(order(Status::Approved), &refunded(), false),
+            decide(Some(&order(Status::Approved)), &refunded(), false),
             Decision::Ignore(_)
         ));
+    }
+
+    #[test]
+    fn an_event_for_an_unknown_order_is_ignored() {
+        assert_eq!(
+            decide(None, &point_used(), false),
+            Decision::Ignore("unknown order")
+        );
     }
 
     #[test]
@@ -198,5 +283,11 @@ mod tests {
             assert_eq!(Status::parse(status.as_str()), Some(status));
         }
         assert_eq!(Status::parse("SHIPPED"), None);
+        for compensation in [Compensation::Pending, Compensation::Done] {
+            assert_eq!(
+                Compensation::parse(compensation.as_str()),
+                Some(compensation)
+            );
+        }
     }
 }

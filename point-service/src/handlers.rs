@@ -1,14 +1,16 @@
-//! The point service's reactions to `ExchangeSucceed` and `ExchangeCompensated`.
+//! The point service's reactions to `ExchangeSucceed` and `ExchangeCompensated`: lock the
+//! saga's ledger entry and the account it concerns, decide, write the change and its event
+//! together.
 
 use chrono::Utc;
-use common_events::{Envelope, Event, EventType};
+use common_events::{Envelope, EventType};
 use rust_decimal::Decimal;
 use saga_runtime::{EventHandler, Outcome, outbox};
 use sqlx::PgConnection;
 
 use crate::{
     PointService,
-    domain::{self, Decision, Status, Transaction},
+    domain::{self, Account, Decision, Entry, Status},
 };
 
 impl EventHandler for PointService {
@@ -16,106 +18,80 @@ impl EventHandler for PointService {
         &[EventType::ExchangeSucceed, EventType::ExchangeCompensated];
 
     async fn handle(&self, conn: &mut PgConnection, event: &Envelope) -> anyhow::Result<Outcome> {
-        let row: Option<(String, Decimal, bool, Option<String>)> = sqlx::query_as(
-            "SELECT status, point, compensated_at IS NOT NULL, user_id
-             FROM point_transactions WHERE order_id = $1 FOR UPDATE",
-        )
-        .bind(event.order_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let transaction = match &row {
-            Some((status, point, compensated, _)) => Some(Transaction {
-                status: Status::parse(status)
-                    .ok_or_else(|| anyhow::anyhow!("unknown status {status}"))?,
-                point: *point,
-                compensated: *compensated,
-            }),
-            None => None,
-        };
-        // The account whose balance may change: the holder when using, the ledger's when refunding.
-        let user_id = match &event.event {
-            Event::ExchangeSucceed { user_id, .. } => Some(user_id.clone()),
-            _ => row.and_then(|(_, _, _, user_id)| user_id),
-        };
-        let balance: Option<Decimal> = match &user_id {
+        let entry = load_entry(conn, event.order_id).await?;
+        let account = match domain::account_of(entry.as_ref(), &event.event) {
             Some(user_id) => {
                 sqlx::query_scalar("SELECT balance FROM points WHERE user_id = $1 FOR UPDATE")
                     .bind(user_id)
                     .fetch_optional(&mut *conn)
                     .await?
+                    .map(|balance| Account {
+                        user_id: user_id.to_string(),
+                        balance,
+                    })
             }
             None => None,
         };
         // Both rows stay locked until commit, so the expiry check and the change are one step.
         let decision = domain::decide(
-            transaction,
-            balance,
+            entry.as_ref(),
+            account.as_ref(),
             &event.event,
             event.is_expired(Utc::now()),
         );
-        match decision {
-            Decision::Use { point, balance } => {
-                let user_id = user_id.unwrap_or_default();
-                set_balance(conn, &user_id, balance).await?;
-                sqlx::query("INSERT INTO point_transactions (order_id, user_id, point, status) VALUES ($1, $2, $3, 'USED')")
-                    .bind(event.order_id)
-                    .bind(&user_id)
-                    .bind(point)
-                    .execute(&mut *conn)
-                    .await?;
-                outbox::append(
-                    conn,
-                    &event.follow_up(Event::PointUsed {
-                        user_id,
-                        point,
-                        balance,
-                    }),
-                )
-                .await?;
-            }
-            Decision::Refuse { reason } => {
-                sqlx::query(
-                    "INSERT INTO point_transactions (order_id, user_id, point, status, reason)
-                     VALUES ($1, $2, 0, 'REJECTED', $3)",
-                )
-                .bind(event.order_id)
-                .bind(&user_id)
-                .bind(&reason)
-                .execute(&mut *conn)
-                .await?;
-                tracing::info!(reason, "point use refused");
-                outbox::append(conn, &event.follow_up(Event::PointUseFailed { reason })).await?;
-            }
-            Decision::Refund { point } => {
-                if point > Decimal::ZERO {
-                    let (Some(user_id), Some(balance)) = (&user_id, balance) else {
-                        anyhow::bail!("no account to refund {point} points to");
-                    };
-                    set_balance(conn, user_id, balance + point).await?;
-                }
-                sqlx::query(
-                    "INSERT INTO point_transactions (order_id, point, status, reason, compensated_at)
-                     VALUES ($1, 0, 'REJECTED', 'compensated before use', now())
-                     ON CONFLICT (order_id) DO UPDATE SET compensated_at = now(),
-                         status = CASE WHEN point_transactions.status = 'USED' THEN 'REFUNDED'
-                                       ELSE point_transactions.status END",
-                )
-                .bind(event.order_id)
-                .execute(&mut *conn)
-                .await?;
-                outbox::append(conn, &event.follow_up(Event::PointRefunded { point })).await?;
-            }
+        let (entry, account, emit) = match decision {
             Decision::Ignore(reason) => return Ok(Outcome::Ignored(reason)),
+            Decision::Inconsistent(problem) => anyhow::bail!(problem),
+            Decision::Change {
+                entry,
+                account,
+                emit,
+            } => (entry, account, emit),
+        };
+        if let Some(account) = account {
+            sqlx::query("UPDATE points SET balance = $2, updated_at = now() WHERE user_id = $1")
+                .bind(&account.user_id)
+                .bind(account.balance)
+                .execute(&mut *conn)
+                .await?;
         }
+        sqlx::query(
+            "INSERT INTO point_transactions (order_id, user_id, point, status, reason, compensated_at)
+             VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN now() END)
+             ON CONFLICT (order_id) DO UPDATE SET user_id = EXCLUDED.user_id,
+                 point = EXCLUDED.point, status = EXCLUDED.status, reason = EXCLUDED.reason,
+                 compensated_at = EXCLUDED.compensated_at",
+        )
+        .bind(event.order_id)
+        .bind(&entry.user_id)
+        .bind(entry.point)
+        .bind(entry.status.as_str())
+        .bind(&entry.reason)
+        .bind(entry.compensated)
+        .execute(&mut *conn)
+        .await?;
+        outbox::append(conn, &event.follow_up(emit)).await?;
         Ok(Outcome::Applied)
     }
 }
 
-async fn set_balance(conn: &mut PgConnection, user_id: &str, balance: Decimal) -> sqlx::Result<()> {
-    sqlx::query("UPDATE points SET balance = $2, updated_at = now() WHERE user_id = $1")
-        .bind(user_id)
-        .bind(balance)
-        .execute(conn)
-        .await?;
-    Ok(())
+async fn load_entry(conn: &mut PgConnection, order_id: i64) -> anyhow::Result<Option<Entry>> {
+    let row: Option<(Option<String>, String, Decimal, Option<String>, bool)> = sqlx::query_as(
+        "SELECT user_id, status, point, reason, compensated_at IS NOT NULL
+         FROM point_transactions WHERE order_id = $1 FOR UPDATE",
+    )
+    .bind(order_id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|(user_id, status, point, reason, compensated)| {
+        Ok(Entry {
+            user_id,
+            status: Status::parse(&status)
+                .ok_or_else(|| anyhow::anyhow!("unknown status {status}"))?,
+            point,
+            reason,
+            compensated,
+        })
+    })
+    .transpose()
 }

@@ -1,0 +1,71 @@
+//! The deadline service: keeps every saga's deadline durably and emits `DeadlineReached` when
+//! one passes before the saga has ended (SPEC §4 rule 7).
+
+pub mod domain;
+mod handlers;
+mod http;
+mod timer;
+
+use std::sync::Arc;
+
+use axum::Router;
+use common_events::EventType;
+use prometheus::Histogram;
+use saga_runtime::{Service, ServiceContext, config::Vars};
+use sqlx::{PgPool, migrate::Migrator};
+use tokio_util::sync::CancellationToken;
+
+static MIGRATIONS: Migrator = sqlx::migrate!();
+
+pub struct DeadlineService {
+    pool: PgPool,
+    /// How long after its deadline each `DeadlineReached` was written.
+    lateness: Histogram,
+}
+
+impl Service for DeadlineService {
+    const NAME: &'static str = "deadline-service";
+    const PORT: u16 = 8084;
+    const DATABASE: &'static str = "saga_deadline";
+    const PRODUCES: &'static [EventType] = &[EventType::DeadlineReached];
+
+    type Settings = ();
+
+    fn settings(_vars: &Vars) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn migrations() -> &'static Migrator {
+        &MIGRATIONS
+    }
+
+    fn build(context: &ServiceContext, _settings: ()) -> anyhow::Result<Self> {
+        let lateness = context.metrics.histogram(
+            "deadline_lateness_seconds",
+            "How long after its deadline each DeadlineReached was written.",
+            &[],
+            vec![
+                0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+            ],
+        )?;
+        Ok(DeadlineService {
+            pool: context.pool.clone(),
+            lateness: lateness.with_label_values(&[context.metrics.app()]),
+        })
+    }
+
+    fn routes(self: Arc<Self>) -> Router {
+        http::routes(self)
+    }
+
+    fn background(
+        self: Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> Option<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
+        Some(timer::run(
+            self.pool.clone(),
+            self.lateness.clone(),
+            shutdown,
+        ))
+    }
+}

@@ -1,0 +1,51 @@
+//! The exchange service: turns an order's currency into points (`OrderCreated` →
+//! `ExchangeSucceed`) and undoes that when the order is rejected (`OrderRejected` →
+//! `ExchangeCompensated`).
+
+pub mod domain;
+pub mod fault;
+mod handlers;
+mod http;
+
+use std::sync::Arc;
+
+use axum::Router;
+use common_events::EventType;
+use saga_runtime::{Service, ServiceContext, config::Vars};
+use sqlx::{PgPool, migrate::Migrator};
+
+static MIGRATIONS: Migrator = sqlx::migrate!();
+
+pub struct ExchangeService {
+    pool: PgPool,
+    hooks: fault::FaultHooks,
+}
+
+impl Service for ExchangeService {
+    const NAME: &'static str = "exchange-service";
+    const PORT: u16 = 8082;
+    const DATABASE: &'static str = "saga_exchange";
+    const PRODUCES: &'static [EventType] =
+        &[EventType::ExchangeSucceed, EventType::ExchangeCompensated];
+
+    type Settings = fault::FaultHooks;
+
+    fn settings(vars: &Vars) -> anyhow::Result<fault::FaultHooks> {
+        fault::FaultHooks::from_vars(vars)
+    }
+
+    fn migrations() -> &'static Migrator {
+        &MIGRATIONS
+    }
+
+    fn build(context: &ServiceContext, hooks: fault::FaultHooks) -> anyhow::Result<Self> {
+        Ok(ExchangeService {
+            pool: context.pool.clone(),
+            hooks,
+        })
+    }
+
+    fn routes(self: Arc<Self>) -> Router {
+        http::routes(self)
+    }
+}

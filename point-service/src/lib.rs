@@ -1,0 +1,51 @@
+//! The point service: holds point accounts, takes points for an exchanged order
+//! (`ExchangeSucceed` → `PointUsed` or `PointUseFailed`) and refunds them when the exchange is
+//! compensated (`ExchangeCompensated` → `PointRefunded`).
+
+pub mod domain;
+mod handlers;
+mod http;
+
+use std::sync::Arc;
+
+use axum::Router;
+use common_events::EventType;
+use saga_runtime::{Service, ServiceContext, config::Vars};
+use sqlx::{PgPool, migrate::Migrator};
+
+static MIGRATIONS: Migrator = sqlx::migrate!();
+
+pub struct PointService {
+    pool: PgPool,
+}
+
+impl Service for PointService {
+    const NAME: &'static str = "point-service";
+    const PORT: u16 = 8083;
+    const DATABASE: &'static str = "saga_point";
+    const PRODUCES: &'static [EventType] = &[
+        EventType::PointUsed,
+        EventType::PointUseFailed,
+        EventType::PointRefunded,
+    ];
+
+    type Settings = ();
+
+    fn settings(_vars: &Vars) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn migrations() -> &'static Migrator {
+        &MIGRATIONS
+    }
+
+    fn build(context: &ServiceContext, _settings: ()) -> anyhow::Result<Self> {
+        Ok(PointService {
+            pool: context.pool.clone(),
+        })
+    }
+
+    fn routes(self: Arc<Self>) -> Router {
+        http::routes(self)
+    }
+}
