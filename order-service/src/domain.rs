@@ -72,7 +72,7 @@ pub struct Order {
 
 impl Order {
     /// An order as it is created.
-    pub fn new() -> Order {
+    pub fn created() -> Order {
         Order {
             status: Status::Pending,
             reason: None,
@@ -177,7 +177,7 @@ mod tests {
     #[test]
     fn a_pending_order_is_approved_when_points_are_used_in_time() {
         assert_eq!(
-            decide(Some(&Order::new()), &point_used(), false),
+            decide(Some(&Order::created()), &point_used(), false),
             Decision::Change {
                 order: order(Status::Approved),
                 emit: Some(Event::OrderPlaced)
@@ -188,7 +188,7 @@ mod tests {
     #[test]
     fn an_order_never_approves_after_its_deadline() {
         assert_eq!(
-            decide(Some(&Order::new()), &point_used(), true),
+            decide(Some(&Order::created()), &point_used(), true),
             Decision::Ignore("expired")
         );
     }
@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn a_failed_point_use_rejects_for_the_point_limit_with_its_reason_and_compensation_pending() {
         assert_eq!(
-            decide(Some(&Order::new()), &failed(), false),
+            decide(Some(&Order::created()), &failed(), false),
             Decision::Change {
                 order: Order {
                     status: Status::RejectedPointLimit,
@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn the_deadline_rejects_a_pending_order() {
         let Decision::Change { order, emit } =
-            decide(Some(&Order::new()), &Event::DeadlineReached, true)
+            decide(Some(&Order::created()), &Event::DeadlineReached, true)
         else {
             panic!("expected a change");
         };

@@ -11,6 +11,14 @@ use crate::{
     domain::{self, Compensation, Decision, Order, Status},
 };
 
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    status: String,
+    reason: Option<String>,
+    compensation: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
 impl EventHandler for OrderService {
     const CONSUMES: &'static [EventType] = &[
         EventType::PointUsed,

@@ -75,22 +75,31 @@ impl EventHandler for PointService {
     }
 }
 
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    user_id: Option<String>,
+    status: String,
+    point: Decimal,
+    reason: Option<String>,
+    compensated: bool,
+}
+
 async fn load_entry(conn: &mut PgConnection, order_id: i64) -> anyhow::Result<Option<Entry>> {
-    let row: Option<(Option<String>, String, Decimal, Option<String>, bool)> = sqlx::query_as(
-        "SELECT user_id, status, point, reason, compensated_at IS NOT NULL
+    let row: Option<EntryRow> = sqlx::query_as(
+        "SELECT user_id, status, point, reason, compensated_at IS NOT NULL AS compensated
          FROM point_transactions WHERE order_id = $1 FOR UPDATE",
     )
     .bind(order_id)
     .fetch_optional(conn)
     .await?;
-    row.map(|(user_id, status, point, reason, compensated)| {
+    row.map(|row| {
         Ok(Entry {
-            user_id,
-            status: Status::parse(&status)
-                .ok_or_else(|| anyhow::anyhow!("unknown status {status}"))?,
-            point,
-            reason,
-            compensated,
+            status: Status::parse(&row.status)
+                .ok_or_else(|| anyhow::anyhow!("unknown status {}", row.status))?,
+            user_id: row.user_id,
+            point: row.point,
+            reason: row.reason,
+            compensated: row.compensated,
         })
     })
     .transpose()
