@@ -90,12 +90,10 @@ fn epoch_millis(payload: &str) -> Option<DateTime<Utc>> {
 }
 
 async fn next_deadline(pool: &PgPool) -> anyhow::Result<Option<DateTime<Utc>>> {
-    Ok(
-        sqlx::query_scalar("SELECT min(deadline) FROM deadlines WHERE status = 'PENDING'")
-            .fetch_one(pool)
-            .await
-            .context("cannot read the next deadline")?,
-    )
+    sqlx::query_scalar("SELECT min(deadline) FROM deadlines WHERE status = 'PENDING'")
+        .fetch_one(pool)
+        .await
+        .context("cannot read the next deadline")
 }
 
 /// Fires every deadline that is due, in batches.

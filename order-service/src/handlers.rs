@@ -28,22 +28,21 @@ impl EventHandler for OrderService {
     ];
 
     async fn handle(&self, conn: &mut PgConnection, event: &Envelope) -> anyhow::Result<Outcome> {
-        let row: Option<(String, Option<String>, Option<String>, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT status, reason, compensation, created_at FROM orders
-                 WHERE id = $1 FOR UPDATE",
+        let row: Option<OrderRow> = sqlx::query_as(
+            "SELECT status, reason, compensation, created_at FROM orders WHERE id = $1 FOR UPDATE",
         )
         .bind(event.order_id)
         .fetch_optional(&mut *conn)
         .await?;
         let (current, created_at) = match row {
-            Some((status, reason, compensation, created_at)) => {
+            Some(row) => {
                 let order = Order {
-                    status: Status::parse(&status)
-                        .ok_or_else(|| anyhow::anyhow!("unknown status {status}"))?,
-                    reason,
-                    compensation: compensation.as_deref().and_then(Compensation::parse),
+                    status: Status::parse(&row.status)
+                        .ok_or_else(|| anyhow::anyhow!("unknown status {}", row.status))?,
+                    reason: row.reason,
+                    compensation: row.compensation.as_deref().and_then(Compensation::parse),
                 };
-                (Some(order), created_at)
+                (Some(order), row.created_at)
             }
             None => (None, Utc::now()),
         };
