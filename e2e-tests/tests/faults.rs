@@ -234,51 +234,6 @@ async fn redelivering_every_event_of_finished_sagas_changes_nothing() -> anyhow:
 }
 
 #[tokio::test]
-async fn a_compensation_delivered_many_times_under_new_ids_refunds_once() -> anyhow::Result<()> {
-    let stack = Stack::start("refundonce", &[]).await?;
-    stack.open_account("jjy", 10000).await?;
-    let order_id = stack.order("jjy", 1, 500).await?;
-    stack.finished(order_id, "APPROVED", SETTLE).await?;
-    // Pretend the saga was rejected after the points were used: five copies of the
-    // compensation, each with an id of its own, so the inbox cannot tell them apart.
-    let (_, order) = stack.get("order", &format!("/orders/{order_id}")).await?;
-    for _ in 0..5 {
-        let event = json!({
-            "eventType": "ExchangeCompensated", "eventId": uuid::Uuid::new_v4(), "timestamp": 1,
-            "orderId": order_id, "deadline": order["deadline"], "point": "500"
-        });
-        stack.republish(&event).await?;
-    }
-    wait_until(SETTLE, || async {
-        let ignored = stack
-            .metric(
-                "point",
-                "events_ignored",
-                &[("reason", "already compensated")],
-            )
-            .await
-            .ok()?;
-        (ignored >= 4.0).then_some(())
-    })
-    .await?;
-    assert_eq!(
-        stack.balance("jjy").await?,
-        "10000",
-        "refunded exactly once"
-    );
-    let (_, ledger) = stack.get("point", "/transactions").await?;
-    assert_eq!(ledger[0]["status"], "REFUNDED");
-    let refunds = stack
-        .saga_events(order_id)
-        .await?
-        .iter()
-        .filter(|e| *e == "PointRefunded")
-        .count();
-    assert_eq!(refunds, 1);
-    Ok(())
-}
-
-#[tokio::test]
 async fn pending_deadlines_fire_once_after_the_deadline_service_is_killed() -> anyhow::Result<()> {
     let mut stack = Stack::start("deadlinekill", &[("DEADLINE_MS", "2000")]).await?;
     stack.open_account("jjy", 10000).await?;
