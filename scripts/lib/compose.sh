@@ -167,16 +167,21 @@ compose() {
 stack_containers() { docker ps -aq --filter label=com.docker.compose.project=saga; }
 
 # Builds the images and starts the stack, waiting until every service is healthy: the README's
-# `docker compose up --build --wait`, in two steps so that the build's wait is not the start's.
-# The build's output goes to .local/logs/compose-build.log; what shows is its steps and a count
-# of the crates compiled.
+# `docker compose up --build --wait`, in two steps so that the wait's timeout is not the
+# build's. Their output goes to .local/logs/compose-build.log and compose-up.log; what shows is
+# the build's steps (each once, though every service's build lists it), a count of the crates
+# compiled, and the services' state.
 stack_up() {
   echo "docker compose build (log .local/logs/compose-build.log)"
   compose --progress plain build 2>&1 | tee "$INFRA_LOGS/compose-build.log" | awk '
-      /^#[0-9]+ \[/ { if (!seen[$0]++) print "  " $0; fflush(); next }
-      / Compiling / { if (++crates % 50 == 0) printf "  ... %d crates compiled\n", crates; fflush(); next }
-      / Finished / || !/^#/ { print "  " $0; fflush() }
+      /^#[0-9]+ \[[^]]* [0-9]+\/[0-9]+\]/ {
+        step = $0; sub(/^#[0-9]+ \[[^ ]+ /, "[", step)
+        if (!seen[step]++) { print "  " step; fflush() }
+      }
+      / Compiling / { if (++crates % 50 == 0) { printf "  ... %d crates compiled\n", crates; fflush() } }
+      / Finished / { print "  " $0; fflush() }
     '
-  echo "docker compose up --wait"
-  compose up --wait --wait-timeout 180
+  echo "docker compose up --wait (log .local/logs/compose-up.log)"
+  logged compose-up compose up --wait --wait-timeout 180
+  compose ps --format 'table {{.Service}}\t{{.Status}}\t{{.Ports}}'
 }
