@@ -14,8 +14,7 @@
 #   compose ARGS...  `docker compose` on that copy of kafka/docker-compose.yml (project "saga")
 
 COMPOSE_VERSION=v2.29.7
-COMPOSE_DIR=$INFRA_DIR/compose
-COMPOSE_CONTEXT=$COMPOSE_DIR/context
+COMPOSE_CONTEXT=$INFRA_DIR/compose/context
 DOCKERD_PIDFILE=$INFRA_DIR/run/dockerd.pid
 STANDINS=$ROOT/e2e-tests/compose/standins
 # Filled by compose_images: the images it pulled or built, for whoever wants to remove them.
