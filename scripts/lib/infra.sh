@@ -5,6 +5,7 @@
 #                 KAFKA_BOOTSTRAP and PG_URL. A server named by those variables is used as it is.
 #   infra_down    stops what infra_up started here (data is kept)
 #   infra_status  one line for each
+#   kafka_kill, pg_kill  crash the local broker (SIGKILL) or PostgreSQL (stop -m immediate)
 #   kafka_tool    runs a class from Kafka's jars, e.g. kafka_tool org.apache.kafka.tools.TopicCommand
 #                 --bootstrap-server "$KAFKA_BOOTSTRAP" --list
 #
@@ -141,6 +142,16 @@ kafka_stop() {
   rm -f "$KAFKA_PIDFILE"
 }
 
+# SIGKILL, as in a crash; kafka_start brings the broker back and it recovers its logs.
+kafka_kill() {
+  local pid
+  if ! pid=$(kafka_pid); then echo "kafka: no local broker is running" >&2; return 1; fi
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  rm -f "$KAFKA_PIDFILE"
+  echo "kafka: killed"
+}
+
 # --- PostgreSQL --------------------------------------------------------------------------
 
 # The bin directory of the newest PostgreSQL server installed, if any.
@@ -238,6 +249,14 @@ pg_stop() {
   pg_running || return 0
   as_postgres "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null
   echo "postgres: stopped"
+}
+
+# Immediate shutdown: every backend is dropped without a checkpoint, as in a crash, and the
+# next start runs crash recovery.
+pg_kill() {
+  if ! pg_running; then echo "postgres: no local cluster is running" >&2; return 1; fi
+  as_postgres "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null
+  echo "postgres: stopped with -m immediate"
 }
 
 # --- Both --------------------------------------------------------------------------------
