@@ -110,10 +110,12 @@ kafka_wait() {
     sleep 0.2
   done
   # The port opens before the broker serves requests; the admin client behind TopicCommand
-  # retries until it does, so creating the first topic is also the readiness check.
+  # retries until it does, so creating the first topic is also the readiness check. The
+  # dead-letter topic needs creating only on a fresh broker (a JVM less on every restart).
   local name partitions
   for name in "$topic" "$topic.DLT"; do
     partitions=${KAFKA_PARTITIONS:-6}; [ "$name" = "$topic" ] || partitions=1
+    [ "$name" = "$topic" ] || [ ! -d "$KAFKA_DATA/$name-0" ] || continue
     until kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$DEFAULT_KAFKA" \
         --create --if-not-exists --topic "$name" --partitions "$partitions" \
         --replication-factor 1 >/dev/null; do

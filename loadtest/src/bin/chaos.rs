@@ -22,6 +22,7 @@
 use std::{
     collections::BTreeMap,
     path::Path,
+    process::ExitCode,
     time::{Duration, Instant},
 };
 
@@ -47,14 +48,14 @@ struct Options {
     #[arg(long, default_value_t = 1000)]
     sagas: usize,
     /// Sagas started per second.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 8.0)]
     rate: f64,
     /// Fault kinds, comma-separated: kill, term (SIGKILL, SIGTERM of a service instance),
     /// broker (SIGKILL of Kafka), postgres (stop -m immediate); or none.
     #[arg(long, default_value = "kill,term,broker,postgres")]
     faults: String,
     /// About how many seconds apart faults start (at least one of each kind is planned).
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = 6.0)]
     fault_interval: f64,
     /// Instances of each service in the stack.
     #[arg(long, default_value_t = 2)]
@@ -78,7 +79,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 const READERS: usize = 16;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let options = Options::parse();
     let kinds = plan::parse_kinds(&options.faults)?;
     if options.sagas == 0 || options.rate <= 0.0 || options.fault_interval <= 0.0 {
@@ -95,20 +96,18 @@ async fn main() -> anyhow::Result<()> {
             fault_interval: Duration::from_secs_f64(options.fault_interval),
         },
     );
-    let kind_names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
-    println!("chaos: seed {seed} (--seed {seed} replays this run's orders and faults)");
+    let kinds = match kinds.is_empty() {
+        true => "none".to_string(),
+        false => kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
+    };
     println!(
-        "chaos: {} sagas at {}/s, {} holders with {BALANCE} points each, {} faults planned ({}), {} instance(s) of each service",
-        options.sagas,
-        options.rate,
+        "chaos: seed {seed}; replay: scripts/chaos --seed {seed} --sagas {} --rate {} --faults {kinds} --fault-interval {} --instances {}",
+        options.sagas, options.rate, options.fault_interval, options.instances
+    );
+    println!(
+        "chaos: {} holders with {BALANCE} points each, {} faults planned",
         plan.holders,
         plan.faults.len(),
-        if kinds.is_empty() {
-            "none".into()
-        } else {
-            kind_names.join(",")
-        },
-        options.instances,
     );
 
     let gateway = Gateway::new(&options.gateway, REQUEST_TIMEOUT)?;
@@ -148,18 +147,17 @@ async fn main() -> anyhow::Result<()> {
     };
     let observed = Observed {
         sagas,
-        created: load.created.clone(),
+        created: load.created,
         balances,
         initial,
         events,
     };
     let violations = invariants::check(&observed);
-    let sagas = observed.sagas;
 
-    let unsettled = report(&sagas, &load, &faults, &violations);
+    let unsettled = report(&observed, &load.failures, &faults, &violations);
     println!(
         "chaos: {} sagas, {} faults, {} violations, {unsettled} unsettled{}",
-        sagas.len(),
+        observed.sagas.len(),
         faults.injected.values().sum::<usize>(),
         violations.len(),
         if faults.errors.is_empty() {
@@ -168,10 +166,15 @@ async fn main() -> anyhow::Result<()> {
             format!(", {} fault commands failed", faults.errors.len())
         }
     );
-    if sagas.is_empty() || !violations.is_empty() || unsettled > 0 || !faults.errors.is_empty() {
-        std::process::exit(1);
-    }
-    Ok(())
+    let passed = !observed.sagas.is_empty()
+        && violations.is_empty()
+        && unsettled == 0
+        && faults.errors.is_empty();
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The time since the load started, as every line of the run shows it.
@@ -268,7 +271,8 @@ async fn inject_faults(scripts: &Scripts, plan: &[Fault], started: Instant) -> F
         tokio::time::sleep_until((started + fault.at).into()).await;
         match scripts.inject(fault).await {
             Ok(command) => {
-                println!("{}  {name}: {fault:<38} {command}", stamp(started));
+                let what = fault.to_string();
+                println!("{}  {name}: {what:<38} {command}", stamp(started));
                 *faults.injected.entry(fault.kind).or_default() += 1;
             }
             Err(e) => {
@@ -280,12 +284,11 @@ async fn inject_faults(scripts: &Scripts, plan: &[Fault], started: Instant) -> F
         tokio::time::sleep(fault.downtime).await;
         let healing = Instant::now();
         match scripts.heal(fault).await {
-            Ok(command) => println!(
-                "{}  {name}: back after {:.1} s{:<22} {command}",
-                stamp(started),
-                fault.downtime.as_secs_f64() + healing.elapsed().as_secs_f64(),
-                ""
-            ),
+            Ok(command) => {
+                let down = fault.downtime + healing.elapsed();
+                let what = format!("back after {:.1} s", down.as_secs_f64());
+                println!("{}  {name}: {what:<38} {command}", stamp(started));
+            }
             Err(e) => {
                 println!("{}  {name}: restart FAILED: {e:#}", stamp(started));
                 faults.errors.push(format!("{e:#}"));
@@ -374,7 +377,13 @@ async fn read_balances(
 }
 
 /// Prints the summary table; returns the number of unsettled sagas.
-fn report(sagas: &[Saga], load: &Load, faults: &Faults, violations: &[Violation]) -> usize {
+fn report(
+    observed: &Observed,
+    post_failures: &[String],
+    faults: &Faults,
+    violations: &[Violation],
+) -> usize {
+    let sagas = &observed.sagas;
     let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
     let mut unsettled = Vec::new();
     for saga in sagas {
@@ -388,10 +397,12 @@ fn report(sagas: &[Saga], load: &Load, faults: &Faults, violations: &[Violation]
             *by_status.entry(saga.order.status.clone()).or_default() += 1;
         }
     }
-    let row =
-        |label: &str, count: usize, note: String| println!("  {label:<44} {count:>6}  {note}");
+    let row = |label: &str, count: usize, note: String| {
+        let line = format!("  {label:<44} {count:>6}  {note}");
+        println!("{}", line.trim_end());
+    };
     println!("\nsummary");
-    let lost_answers = sagas.len().saturating_sub(load.created.len());
+    let lost_answers = sagas.len().saturating_sub(observed.created.len());
     row(
         "sagas",
         sagas.len(),
@@ -403,8 +414,8 @@ fn report(sagas: &[Saga], load: &Load, faults: &Faults, violations: &[Violation]
     row("  unsettled", unsettled.len(), first(&unsettled));
     row(
         "POST /orders failed (outcome unknown)",
-        load.failures.len(),
-        first(&load.failures),
+        post_failures.len(),
+        first(post_failures),
     );
     row("faults", faults.injected.values().sum(), String::new());
     for kind in FaultKind::ALL {
@@ -431,19 +442,31 @@ fn report(sagas: &[Saga], load: &Load, faults: &Faults, violations: &[Violation]
         row(
             &format!("  {}", invariant.description()),
             cases.len(),
-            first(&cases),
+            first(cases),
         );
     }
     unsettled.len()
 }
 
-/// The first few items of a list, for a summary row.
+/// The first few distinct items of a list, each with how often it occurs, for a summary row.
 fn first(items: &[String]) -> String {
-    let shown: Vec<&str> = items.iter().take(3).map(String::as_str).collect();
-    let more = if items.len() > 3 { ", ..." } else { "" };
-    if shown.is_empty() {
-        String::new()
-    } else {
-        format!("{}{more}", shown.join("; "))
+    let mut counted: Vec<(&str, usize)> = Vec::new();
+    for item in items {
+        match counted.iter_mut().find(|(seen, _)| seen == item) {
+            Some((_, count)) => *count += 1,
+            None => counted.push((item, 1)),
+        }
     }
+    let mut shown: Vec<String> = counted
+        .iter()
+        .take(3)
+        .map(|(item, count)| match count {
+            1 => item.to_string(),
+            _ => format!("{item} (x{count})"),
+        })
+        .collect();
+    if counted.len() > 3 {
+        shown.push("...".into());
+    }
+    shown.join("; ")
 }
