@@ -44,7 +44,8 @@ base_port() {
   esac
 }
 
-port_of() { echo $(($(base_port "$1") + 10 * (${2:-1} - 1))); }
+# The port of instance $2 (default 1) of service $1.
+port_of() { local base; base=$(base_port "$1") || return 2; echo $((base + 10 * (${2:-1} - 1))); }
 
 # The name of an instance's pid and log files: gateway, or NAME-N.
 instance_name() { if [ "$1" = gateway ]; then echo gateway; else echo "$1-${2:-1}"; fi; }
