@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use rust_decimal::Decimal;
 use serde::{Deserialize, de::DeserializeOwned};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// The orders a holder can list in one request (the API's largest page).
 pub const MAX_PAGE: usize = 1000;
@@ -52,35 +52,23 @@ impl Gateway {
 
     pub async fn open_account(&self, user_id: &str, point: Decimal) -> anyhow::Result<()> {
         let body = json!({ "userId": user_id, "point": point });
-        let answer = self
-            .http
-            .post(format!("{}/points", self.base))
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("opening account {user_id}"))?;
-        expect::<serde_json::Value>(answer, 201, &format!("opening account {user_id}")).await?;
+        let _: Value = self
+            .post("/points", &body, &format!("opening account {user_id}"))
+            .await?;
         Ok(())
     }
 
     /// Places an order with the plain currency (no fault hook) and returns its id.
     pub async fn place_order(&self, holder_id: &str, amount: Decimal) -> anyhow::Result<i64> {
         let body = json!({ "holderId": holder_id, "currencyId": 1, "amount": amount });
-        let answer = self
-            .http
-            .post(format!("{}/orders", self.base))
-            .json(&body)
-            .send()
-            .await
-            .context("placing an order")?;
-        let order: Order = expect(answer, 201, "placing an order").await?;
+        let order: Order = self.post("/orders", &body, "placing an order").await?;
         Ok(order.id)
     }
 
     /// Every order of a holder; an error if there may be more than one page of them.
     pub async fn orders_of(&self, holder_id: &str) -> anyhow::Result<Vec<Order>> {
-        let url = format!("{}/orders?holderId={holder_id}&limit={MAX_PAGE}", self.base);
-        let orders: Vec<Order> = self.get(&url).await?.context("no order list")?;
+        let path = format!("/orders?holderId={holder_id}&limit={MAX_PAGE}");
+        let orders: Vec<Order> = self.get(&path).await?.context("no order list")?;
         if orders.len() >= MAX_PAGE {
             bail!("{holder_id} has {MAX_PAGE} orders or more; this client reads one page");
         }
@@ -88,14 +76,12 @@ impl Gateway {
     }
 
     pub async fn exchange(&self, order_id: i64) -> anyhow::Result<Option<Record>> {
-        self.get(&format!("{}/exchanges/{order_id}", self.base))
-            .await
+        self.get(&format!("/exchanges/{order_id}")).await
     }
 
     /// The point service's record of a saga.
     pub async fn transaction(&self, order_id: i64) -> anyhow::Result<Option<Record>> {
-        self.get(&format!("{}/transactions/{order_id}", self.base))
-            .await
+        self.get(&format!("/transactions/{order_id}")).await
     }
 
     pub async fn balance(&self, user_id: &str) -> anyhow::Result<Decimal> {
@@ -104,17 +90,35 @@ impl Gateway {
             point: Decimal,
         }
         let account: Account = self
-            .get(&format!("{}/points/{user_id}", self.base))
+            .get(&format!("/points/{user_id}"))
             .await?
             .with_context(|| format!("no point account {user_id}"))?;
         Ok(account.point)
     }
 
-    /// A GET whose 404 means "there is none".
-    async fn get<T: DeserializeOwned>(&self, url: &str) -> anyhow::Result<Option<T>> {
+    /// A POST that creates something (201), described by `what` in errors.
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+        what: &str,
+    ) -> anyhow::Result<T> {
         let answer = self
             .http
-            .get(url)
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .with_context(|| what.to_string())?;
+        expect(answer, 201, what).await
+    }
+
+    /// A GET whose 404 means "there is none".
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Option<T>> {
+        let url = format!("{}{path}", self.base);
+        let answer = self
+            .http
+            .get(&url)
             .send()
             .await
             .with_context(|| format!("GET {url}"))?;

@@ -139,3 +139,11 @@ instance_kill() {
   rm -f "$RUN/$instance.pid"
   echo "$instance killed"
 }
+
+# Stops the gateway (first, so that no request reaches a service that is stopping), then every
+# instance (SIGTERM), and forgets the stack's build and size.
+stack_stop() {
+  instance_stop gateway
+  for instance in $(instances_with_pid_files); do instance_stop "$instance"; done
+  rm -f "$STACK_ENV"
+}
