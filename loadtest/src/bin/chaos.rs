@@ -14,7 +14,7 @@
 //!    PostgreSQL outage early if it ran inside one. A fault whose time has come while the one
 //!    before is still healing waits for it, so on a slow machine faults may go on after the
 //!    load. The defaults (6 sagas/s, a fault about every 8 s) give 1,000 sagas 21 faults,
-//!    which fit in the load's 167 s even with broker restarts of 10 to 20 s.
+//!    which about fill the load's 167 s with broker restarts of 10 to 20 s.
 //! 3. Once the last fault is healed, the run polls until every order has ended (and a
 //!    rejected one has finished compensating), for at most the settle timeout.
 //! 4. It reads every order, exchange, point record and balance through the gateway, and the
