@@ -29,8 +29,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail};
-use clap::Parser;
+use anyhow::Context;
+use clap::{CommandFactory, Parser, error::ErrorKind};
 use futures::{StreamExt, TryStreamExt, stream};
 use loadtest::{
     gateway::{Gateway, Order},
@@ -43,9 +43,10 @@ use rust_decimal::Decimal;
 use tokio::task::JoinSet;
 
 /// Drives sagas through the gateway while injecting faults, then checks that every saga ended
-/// and the saga's invariants hold. Start it with scripts/chaos, which starts the stack.
+/// and the saga's invariants hold. scripts/chaos starts the stack first (from release binaries
+/// with --release) and then runs this.
 #[derive(Parser, Debug)]
-#[command(name = "scripts/chaos")]
+#[command(bin_name = "scripts/chaos")]
 struct Options {
     /// How many sagas to start.
     #[arg(long, default_value_t = 1000)]
@@ -84,9 +85,15 @@ const READERS: usize = 16;
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let options = Options::parse();
-    let kinds = plan::parse_kinds(&options.faults)?;
+    let invalid = |message: String| {
+        Options::command()
+            .error(ErrorKind::InvalidValue, message)
+            .exit()
+    };
+    let kinds =
+        plan::parse_kinds(&options.faults).unwrap_or_else(|e| invalid(format!("--faults: {e}")));
     if options.sagas == 0 || options.rate <= 0.0 || options.fault_interval <= 0.0 {
-        bail!("--sagas, --rate and --fault-interval must be greater than zero");
+        invalid("--sagas, --rate and --fault-interval must be greater than zero".into());
     }
     let seed = options.seed.unwrap_or_else(rand::random);
     let plan = Plan::from_seed(
