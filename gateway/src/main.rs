@@ -60,18 +60,28 @@ async fn main() -> anyhow::Result<()> {
         request: vars.millis("UPSTREAM_TIMEOUT_MS", Duration::from_secs(10))?,
     };
     let client = upstream::client(timeouts)?;
-    let mut upstreams = HashMap::new();
-    for (service, variable, default) in [
-        ("order", "ORDER_URL", "http://127.0.0.1:8081"),
-        ("exchange", "EXCHANGE_URL", "http://127.0.0.1:8082"),
-        ("point", "POINT_URL", "http://127.0.0.1:8083"),
-        ("deadline", "DEADLINE_URL", "http://127.0.0.1:8084"),
-    ] {
-        let urls = vars.parse(variable, default.to_string())?;
-        let upstream = Upstream::new(service, &urls, client.clone(), timeouts)
-            .with_context(|| format!("{variable} is not valid"))?;
-        upstreams.insert(service, upstream);
-    }
+    // Each *_URL is one base URL or a comma-separated list of them, one per instance.
+    let upstream = |service, urls: String| {
+        Upstream::new(service, &urls, client.clone(), timeouts).map(|upstream| (service, upstream))
+    };
+    let upstreams = HashMap::from([
+        upstream(
+            "order",
+            vars.parse("ORDER_URL", "http://127.0.0.1:8081".to_string())?,
+        )?,
+        upstream(
+            "exchange",
+            vars.parse("EXCHANGE_URL", "http://127.0.0.1:8082".to_string())?,
+        )?,
+        upstream(
+            "point",
+            vars.parse("POINT_URL", "http://127.0.0.1:8083".to_string())?,
+        )?,
+        upstream(
+            "deadline",
+            vars.parse("DEADLINE_URL", "http://127.0.0.1:8084".to_string())?,
+        )?,
+    ]);
     let gateway = Arc::new(Gateway { upstreams });
     let app = Router::new()
         .route(
