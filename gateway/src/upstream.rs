@@ -98,7 +98,11 @@ impl Upstream {
             let answer = match build(&self.client, base).send().await {
                 Ok(answer) => answer,
                 Err(e) if e.is_connect() => {
-                    tracing::warn!(upstream = base, error.message = %e, "instance unreachable, trying the next");
+                    tracing::warn!(
+                        upstream = base,
+                        error.message = causes(&e),
+                        "instance unreachable, trying the next"
+                    );
                     continue;
                 }
                 Err(e) => return Err(self.failure(e)),
@@ -118,7 +122,11 @@ impl Upstream {
     }
 
     fn failure(&self, cause: reqwest::Error) -> UpstreamError {
-        tracing::warn!(service = self.service, error.message = %cause, "upstream request failed");
+        tracing::warn!(
+            service = self.service,
+            error.message = causes(&cause),
+            "upstream request failed"
+        );
         if cause.is_timeout() {
             UpstreamError::TimedOut {
                 service: self.service,
@@ -131,6 +139,17 @@ impl Upstream {
             }
         }
     }
+}
+
+/// An error with its causes, `error: cause: cause`: reqwest's own message names only the URL.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
 }
 
 /// A service's whole answer.
