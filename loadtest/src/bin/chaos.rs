@@ -106,9 +106,10 @@ async fn main() -> anyhow::Result<ExitCode> {
             fault_interval: Duration::from_secs_f64(options.fault_interval),
         },
     );
-    let kinds = match kinds.is_empty() {
-        true => "none".to_string(),
-        false => kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
+    let kinds = if kinds.is_empty() {
+        "none".to_string()
+    } else {
+        kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
     };
     println!(
         "chaos: seed {seed}; replay: scripts/chaos --seed {seed} --sagas {} --rate {} --faults {kinds} --fault-interval {} --instances {}",
@@ -151,10 +152,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     println!("{}  reading the final state", stamp(started));
     let sagas = read_sagas(&gateway, orders).await?;
     let balances = read_balances(&gateway, &holders).await?;
-    let events = {
-        let topic = topic.clone();
-        tokio::task::spawn_blocking(move || topic.read_since(&marks)).await??
-    };
+    let events = tokio::task::spawn_blocking(move || topic.read_since(&marks)).await??;
     let observed = Observed {
         sagas,
         created: load.created,
