@@ -1,11 +1,13 @@
 //! The gateway: one address (:8088) for the whole suite, as in the seed's walkthrough. Each
-//! request goes to the service that owns its first path segment, unchanged; the answer comes
-//! back unchanged. A service that is down gives a 502 naming it. The gateway also serves what
+//! request goes to the service that owns its first path segment, unchanged, spread over the
+//! service's instances (see [`upstream`]); the answer comes back unchanged. A service that is
+//! down gives a 502 naming it, one that does not answer in time a 504. The gateway also serves what
 //! needs all services at once: the saga view (`/sagas/{orderId}`, as JSON, an HTML timeline or
 //! text) and the API description (`/openapi.json`).
 
 mod render;
 mod saga;
+mod upstream;
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -20,15 +22,15 @@ use axum::{
 };
 use saga_runtime::config::{LogFormat, Vars};
 use serde_json::{Value, json};
+use upstream::{Timeouts, Upstream, UpstreamError};
 
 /// The largest request body passed on; the API's bodies are a few hundred bytes.
 const MAX_BODY: usize = 1 << 20;
 const OPENAPI: &str = include_str!("../openapi.json");
 
 pub struct Gateway {
-    client: reqwest::Client,
-    /// Service name (`order`, `exchange`, `point`, `deadline`) → its base URL.
-    routes: HashMap<&'static str, String>,
+    /// Service name (`order`, `exchange`, `point`, `deadline`) → its instances.
+    upstreams: HashMap<&'static str, Upstream>,
 }
 
 /// The service that owns a path's first segment.
@@ -53,31 +55,34 @@ async fn main() -> anyhow::Result<()> {
     } else {
         LogFormat::Text
     });
-    let routes = HashMap::from([
-        (
+    let timeouts = Timeouts {
+        connect: vars.millis("UPSTREAM_CONNECT_TIMEOUT_MS", Duration::from_secs(1))?,
+        request: vars.millis("UPSTREAM_TIMEOUT_MS", Duration::from_secs(10))?,
+    };
+    let client = upstream::client(timeouts)?;
+    // Each *_URL is one base URL or a comma-separated list of them, one per instance.
+    let upstream = |service, urls: String| {
+        Upstream::new(service, &urls, client.clone(), timeouts).map(|upstream| (service, upstream))
+    };
+    let upstreams = HashMap::from([
+        upstream(
             "order",
             vars.parse("ORDER_URL", "http://127.0.0.1:8081".to_string())?,
-        ),
-        (
+        )?,
+        upstream(
             "exchange",
             vars.parse("EXCHANGE_URL", "http://127.0.0.1:8082".to_string())?,
-        ),
-        (
+        )?,
+        upstream(
             "point",
             vars.parse("POINT_URL", "http://127.0.0.1:8083".to_string())?,
-        ),
-        (
+        )?,
+        upstream(
             "deadline",
             vars.parse("DEADLINE_URL", "http://127.0.0.1:8084".to_string())?,
-        ),
+        )?,
     ]);
-    let gateway = Arc::new(Gateway {
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .context("cannot build HTTP client")?,
-        routes,
-    });
+    let gateway = Arc::new(Gateway { upstreams });
     let app = Router::new()
         .route(
             "/healthz",
@@ -135,10 +140,12 @@ fn format(headers: &HeaderMap) -> Format {
 
 /// Recent sagas: a page linking to each timeline, or the orders as JSON.
 async fn sagas(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    let url = format!("{}/orders?limit=100", gateway.routes["order"]);
-    let orders: Vec<Value> = match gateway.client.get(&url).send().await {
-        Ok(answer) => answer.json().await.unwrap_or_default(),
-        Err(e) => return upstream_down("orders", &gateway.routes["order"], &e),
+    let orders = gateway.upstreams["order"]
+        .send(|client, base| client.get(format!("{base}/orders?limit=100")))
+        .await;
+    let orders: Vec<Value> = match orders {
+        Ok(answer) => serde_json::from_slice(&answer.body).unwrap_or_default(),
+        Err(e) => return e.into_response(),
     };
     match format(&headers) {
         Format::Html => Html(render::index(&orders)).into_response(),
@@ -185,7 +192,7 @@ async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Respo
         .next()
         .unwrap_or("")
         .to_string();
-    let Some(base) = owner(&segment).map(|service| gateway.routes[service].clone()) else {
+    let Some(upstream) = owner(&segment).map(|service| &gateway.upstreams[service]) else {
         return error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -204,40 +211,40 @@ async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Respo
             );
         }
     };
-    let mut upstream = gateway
-        .client
-        .request(method, format!("{base}{path_and_query}"))
-        .body(body);
-    if let Some(content_type) = content_type {
-        upstream = upstream.header(header::CONTENT_TYPE, content_type);
-    }
-    let answer = match upstream.send().await {
-        Ok(answer) => answer,
-        Err(e) => return upstream_down(&segment, &base, &e),
-    };
-    let status = answer.status();
-    let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
-    match answer.bytes().await {
-        Ok(bytes) => {
-            let mut response = (status, Body::from(bytes)).into_response();
-            if let Some(content_type) = content_type {
+    let answer = upstream
+        .send(|client, base| {
+            let request = client
+                .request(method.clone(), format!("{base}{path_and_query}"))
+                .body(body.clone());
+            match &content_type {
+                Some(content_type) => request.header(header::CONTENT_TYPE, content_type),
+                None => request,
+            }
+        })
+        .await;
+    match answer {
+        Ok(answer) => {
+            let mut response = (answer.status, Body::from(answer.body)).into_response();
+            if let Some(content_type) = answer.content_type {
                 response
                     .headers_mut()
                     .insert(header::CONTENT_TYPE, content_type);
             }
             response
         }
-        Err(e) => upstream_down(&segment, &base, &e),
+        Err(e) => e.into_response(),
     }
 }
 
-fn upstream_down(segment: &str, base: &str, cause: &reqwest::Error) -> Response {
-    tracing::warn!(upstream = base, error.message = %cause, "service unreachable");
-    error(
-        StatusCode::BAD_GATEWAY,
-        "service_unavailable",
-        format!("the service behind /{segment} ({base}) is not answering"),
-    )
+impl IntoResponse for UpstreamError {
+    fn into_response(self) -> Response {
+        let (status, code) = match self {
+            UpstreamError::Down { .. } => (StatusCode::BAD_GATEWAY, "service_unavailable"),
+            UpstreamError::TimedOut { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            UpstreamError::Failed { .. } => (StatusCode::BAD_GATEWAY, "upstream_failed"),
+        };
+        error(status, code, self.to_string())
+    }
 }
 
 fn error(status: StatusCode, code: &str, message: String) -> Response {
