@@ -9,28 +9,28 @@ mod render;
 mod saga;
 mod upstream;
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::{
     Json, Router,
     body::{Body, to_bytes},
     extract::{Path, Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
     routing::get,
 };
-use saga_runtime::config::{LogFormat, Vars};
+use saga_runtime::config::{HttpConfig, LogFormat, Vars};
 use serde_json::{Value, json};
 use upstream::{Timeouts, Upstream, UpstreamError};
 
-/// The largest request body passed on; the API's bodies are a few hundred bytes.
-const MAX_BODY: usize = 1 << 20;
 const OPENAPI: &str = include_str!("../openapi.json");
 
 pub struct Gateway {
     /// Service name (`order`, `exchange`, `point`, `deadline`) → its instances.
     upstreams: HashMap<&'static str, Upstream>,
+    /// The largest request body passed on.
+    max_body_bytes: usize,
 }
 
 /// The service that owns a path's first segment.
@@ -47,18 +47,15 @@ fn owner(segment: &str) -> Option<&'static str> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let vars = Vars::from_env();
-    let json = vars
-        .get("LOG_FORMAT")
-        .is_some_and(|f| f.eq_ignore_ascii_case("json"));
-    saga_runtime::telemetry::init(if json {
-        LogFormat::Json
-    } else {
-        LogFormat::Text
-    });
+    saga_runtime::telemetry::init(LogFormat::from_vars(&vars)?);
     let timeouts = Timeouts {
         connect: vars.millis("UPSTREAM_CONNECT_TIMEOUT_MS", Duration::from_secs(1))?,
         request: vars.millis("UPSTREAM_TIMEOUT_MS", Duration::from_secs(10))?,
     };
+    let mut http = HttpConfig::from_vars(&vars, 8088)?;
+    // An upstream that does not answer in time gets its own 504, naming it, before the
+    // gateway's own timeout could answer a vaguer 503.
+    http.timeout = http.timeout.max(timeouts.request + Duration::from_secs(1));
     let client = upstream::client(timeouts)?;
     // Each *_URL is one base URL or a comma-separated list of them, one per instance.
     let upstream = |service, urls: String| {
@@ -82,7 +79,10 @@ async fn main() -> anyhow::Result<()> {
             vars.parse("DEADLINE_URL", "http://127.0.0.1:8084".to_string())?,
         )?,
     ]);
-    let gateway = Arc::new(Gateway { upstreams });
+    let gateway = Arc::new(Gateway {
+        upstreams,
+        max_body_bytes: http.max_body_bytes,
+    });
     let app = Router::new()
         .route(
             "/healthz",
@@ -93,13 +93,8 @@ async fn main() -> anyhow::Result<()> {
         .route("/sagas/{order_id}", get(show_saga))
         .fallback(forward)
         .with_state(gateway);
-    let addr: SocketAddr = format!(
-        "{}:{}",
-        vars.parse("HOST", "0.0.0.0".to_string())?,
-        vars.parse("PORT", 8088u16)?
-    )
-    .parse()
-    .context("HOST/PORT do not form an address")?;
+    let app = saga_runtime::http::layers(app, &http);
+    let addr = http.addr;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -200,14 +195,21 @@ async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Respo
         );
     };
     let method = request.method().clone();
-    let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
-    let body = match to_bytes(request.into_body(), MAX_BODY).await {
+    // The request id goes along, so the service's log lines carry the gateway's id.
+    let passed_on: Vec<_> = [
+        header::CONTENT_TYPE,
+        HeaderName::from_static("x-request-id"),
+    ]
+    .into_iter()
+    .filter_map(|name| Some((name.clone(), request.headers().get(&name)?.clone())))
+    .collect();
+    let body = match to_bytes(request.into_body(), gateway.max_body_bytes).await {
         Ok(body) => body,
         Err(_) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "bad_request",
-                "request body too large".into(),
+                "too_large",
+                format!("request body over {} bytes", gateway.max_body_bytes),
             );
         }
     };
@@ -216,10 +218,9 @@ async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Respo
             let request = client
                 .request(method.clone(), format!("{base}{path_and_query}"))
                 .body(body.clone());
-            match &content_type {
-                Some(content_type) => request.header(header::CONTENT_TYPE, content_type),
-                None => request,
-            }
+            passed_on.iter().fold(request, |request, (name, value)| {
+                request.header(name, value)
+            })
         })
         .await;
     match answer {
