@@ -4,12 +4,15 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use futures::{StreamExt, TryStreamExt, stream};
 use rust_decimal::Decimal;
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
 /// The orders a holder can list in one request (the API's largest page).
 pub const MAX_PAGE: usize = 1000;
+/// Requests in flight at once when reading many things.
+pub const READERS: usize = 16;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -73,6 +76,16 @@ impl Gateway {
             bail!("{holder_id} has {MAX_PAGE} orders or more; this client reads one page");
         }
         Ok(orders)
+    }
+
+    /// Every order of several holders, asking for `READERS` holders' lists at a time.
+    pub async fn orders_of_holders(&self, holders: &[String]) -> anyhow::Result<Vec<Order>> {
+        let lists: Vec<Vec<Order>> = stream::iter(holders)
+            .map(|holder| self.orders_of(holder))
+            .buffered(READERS)
+            .try_collect()
+            .await?;
+        Ok(lists.into_iter().flatten().collect())
     }
 
     pub async fn exchange(&self, order_id: i64) -> anyhow::Result<Option<Record>> {

@@ -267,7 +267,9 @@ mod tests {
         Event {
             event_type: event_type.into(),
             event_id: event_id.into(),
+            timestamp: 0,
             order_id,
+            published: None,
         }
     }
 

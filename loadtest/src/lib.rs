@@ -1,13 +1,28 @@
-//! Load against a running stack: the chaos run now, the benchmark later.
+//! Load against a running stack: the chaos run and the benchmark.
 //!
-//! The pieces talk to the stack only as a user would: [`gateway`] through the public HTTP API,
-//! [`topic`] by reading the saga topic, [`stack`] by calling the scripts that start and stop
-//! things (`scripts/service`, `scripts/infra`). The decisions are pure and unit-tested: the
-//! orders and faults a seed stands for ([`plan`]), and what the API and the topic must show
-//! once every saga has ended ([`invariants`]).
+//! The pieces talk to the stack only as a user or an operator would: [`gateway`] through the
+//! public HTTP API, [`topic`] by reading the saga topic, [`metrics`] from the services'
+//! Prometheus pages, [`stack`] by calling the scripts that start and stop things
+//! (`scripts/service`, `scripts/infra`) and finding the processes they started, [`procfs`] by
+//! reading what Linux says about those processes. The decisions are pure and unit-tested: the
+//! orders and faults a seed stands for ([`plan`]), what the API and the topic must show once
+//! every saga has ended ([`invariants`]), percentiles ([`percentiles`]) and the benchmark's
+//! chart ([`chart`]).
 
+pub mod chart;
 pub mod gateway;
 pub mod invariants;
+pub mod metrics;
+pub mod percentiles;
 pub mod plan;
+pub mod procfs;
 pub mod stack;
 pub mod topic;
+
+/// An environment variable, or `default` when it is unset or empty.
+pub fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}

@@ -14,13 +14,21 @@ use serde::Deserialize;
 /// The offset each partition will give its next message: the partition's end.
 pub type Marks = HashMap<i32, i64>;
 
-/// What the checks need of an event: the envelope that every event has (SPEC §3).
+/// What the checks and the benchmark need of an event: the envelope that every event has
+/// (SPEC §3).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     pub event_type: String,
     pub event_id: String,
+    /// When the emitting service made the event (in the transaction that writes it to its
+    /// outbox), in epoch milliseconds.
+    pub timestamp: i64,
     pub order_id: i64,
+    /// The Kafka record's own timestamp (epoch milliseconds): when the service's outbox relay
+    /// handed the event to its producer. Not in the JSON; set from the record when read.
+    #[serde(skip)]
+    pub published: Option<i64>,
 }
 
 /// One topic on one broker. The calls block (rdkafka's base consumer), so async code runs them
@@ -34,6 +42,15 @@ pub struct Topic {
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Topic {
+    /// The topic the services use, on their broker: `KAFKA_TOPIC` and `KAFKA_BOOTSTRAP`, with
+    /// the services' defaults.
+    pub fn from_env() -> Topic {
+        Topic {
+            bootstrap: crate::env_or("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+            name: crate::env_or("KAFKA_TOPIC", "choreography.deadline"),
+        }
+    }
+
     fn consumer(&self) -> anyhow::Result<BaseConsumer> {
         // No group is joined (partitions are assigned by hand), so nothing is committed.
         ClientConfig::new()
@@ -102,10 +119,11 @@ impl Topic {
                 continue;
             };
             let message = message.context("reading the topic")?;
-            if let Some(event) = message
+            if let Some(mut event) = message
                 .payload()
-                .and_then(|payload| serde_json::from_slice(payload).ok())
+                .and_then(|payload| serde_json::from_slice::<Event>(payload).ok())
             {
+                event.published = message.timestamp().to_millis();
                 events.push(event);
             }
             if remaining.get(&message.partition()) == Some(&(message.offset() + 1)) {

@@ -24,7 +24,6 @@
 
 use std::{
     collections::BTreeMap,
-    path::Path,
     process::ExitCode,
     time::{Duration, Instant},
 };
@@ -33,10 +32,10 @@ use anyhow::Context;
 use clap::{CommandFactory, Parser, error::ErrorKind};
 use futures::{StreamExt, TryStreamExt, stream};
 use loadtest::{
-    gateway::{Gateway, Order},
+    gateway::{Gateway, Order, READERS},
     invariants::{self, Invariant, Observed, Outcome, Saga, Violation},
     plan::{self, BALANCE, Fault, FaultKind, Plan, Settings},
-    stack::Scripts,
+    stack::{self, Scripts},
     topic::Topic,
 };
 use rust_decimal::Decimal;
@@ -79,8 +78,6 @@ struct Options {
 /// How long a request to the gateway may take; longer than the gateway's own upstream
 /// timeout (10 s), so a slow service shows as the gateway's 504.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-/// Requests in flight at once while reading the final state.
-const READERS: usize = 16;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
@@ -122,10 +119,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     );
 
     let gateway = Gateway::new(&options.gateway, REQUEST_TIMEOUT)?;
-    let topic = Topic {
-        bootstrap: env_or("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
-        name: env_or("KAFKA_TOPIC", "choreography.deadline"),
-    };
+    let topic = Topic::from_env();
     let marks = {
         let topic = topic.clone();
         tokio::task::spawn_blocking(move || topic.ends()).await??
@@ -141,7 +135,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
 
     let started = Instant::now();
-    let scripts = Scripts::new(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    let scripts = Scripts::new(stack::repo_root());
     let (load, faults) = tokio::join!(
         drive_load(&gateway, &holders, &plan, options.rate, started),
         inject_faults(&scripts, &plan.faults, started),
@@ -188,13 +182,6 @@ async fn main() -> anyhow::Result<ExitCode> {
 /// The time since the load started, as every line of the run shows it.
 fn stamp(started: Instant) -> String {
     format!("+{:6.1} s", started.elapsed().as_secs_f64())
-}
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|value| !value.is_empty())
-        .unwrap_or_else(|| default.to_string())
 }
 
 struct Load {
@@ -306,16 +293,6 @@ async fn inject_faults(scripts: &Scripts, plan: &[Fault], started: Instant) -> F
     faults
 }
 
-/// Every order of the run's holders.
-async fn list_orders(gateway: &Gateway, holders: &[String]) -> anyhow::Result<Vec<Order>> {
-    let lists: Vec<Vec<Order>> = stream::iter(holders)
-        .map(|holder| gateway.orders_of(holder))
-        .buffered(READERS)
-        .try_collect()
-        .await?;
-    Ok(lists.into_iter().flatten().collect())
-}
-
 /// Polls until every order has ended or `timeout` has passed, and returns the orders.
 async fn settle(
     gateway: &Gateway,
@@ -326,7 +303,7 @@ async fn settle(
     let since = Instant::now();
     let mut last_report = None;
     loop {
-        let listed = list_orders(gateway, holders).await;
+        let listed = gateway.orders_of_holders(holders).await;
         let open = match &listed {
             Ok(orders) => {
                 let open = orders
