@@ -30,10 +30,12 @@ use serde::Serialize;
 use sqlx::{PgPool, postgres::PgPoolOptions};
 use tokio::time::Instant;
 
-use crate::{Bench, load};
+use crate::{Bench, Progress, load};
 
 /// How far in the future the pending deadlines are.
 const FAR: &str = "1 year";
+/// How long after the last measured deadline its lateness is first read.
+const FIRE_MARGIN: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Serialize)]
 pub struct Deadlines {
@@ -134,8 +136,12 @@ async fn fire(
             .await
             .context("cannot read the orders' deadlines")?;
     if let Some(last) = last {
-        let wait = (last - chrono::Utc::now()).to_std().unwrap_or_default();
-        tokio::time::sleep(wait + Duration::from_millis(500)).await;
+        let wait = (last - chrono::Utc::now()).to_std().unwrap_or_default() + FIRE_MARGIN;
+        println!(
+            "deadlines: waiting {:.1} s for the last of them to fire",
+            wait.as_secs_f64()
+        );
+        tokio::time::sleep(wait).await;
     }
     let give_up = Instant::now() + bench.settle_timeout;
     let lateness_ms: Vec<f64> = loop {
@@ -171,6 +177,7 @@ async fn fire(
 async fn settle(bench: &Bench, holders: &[String]) -> anyhow::Result<usize> {
     println!("deadlines: waiting for the rejected orders to be compensated");
     let give_up = Instant::now() + bench.settle_timeout;
+    let mut progress = Progress::new();
     loop {
         let orders = bench.gateway.orders_of_holders(holders).await?;
         let open = orders
@@ -179,6 +186,9 @@ async fn settle(bench: &Bench, holders: &[String]) -> anyhow::Result<usize> {
             .count();
         if open == 0 || Instant::now() >= give_up {
             return Ok(open);
+        }
+        if progress.due() {
+            println!("  {open} of {} orders not yet compensated", orders.len());
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

@@ -10,14 +10,15 @@
 //! 3. Idle: the stack is left alone for [`STATS_FLUSH`] to settle, then measured for as long
 //!    again: CPU time per second of each process, commits per second, and resident memory.
 //! 4. Load ([`load`]): at each offered rate, an open-loop load through the gateway, measured
-//!    from the events' own timestamps, with each process's CPU time and PostgreSQL's commits
-//!    per saga. A sweep stops after the first rate the stack could not keep up with.
+//!    from the events' own timestamps (and the Kafka records'), with each process's CPU time
+//!    and PostgreSQL's commits per saga. A sweep stops after the first rate the stack could not keep up with.
 //! 5. Resident memory again, after the load.
 //! 6. Deadline precision ([`deadlines`]): the lateness of deadlines that fire while many others
 //!    are pending.
 //!
-//! Then it prints a table and writes the figures as JSON and a chart as SVG (and PNG when
-//! Chromium is there to draw it) under `target/bench/` ([`report`]).
+//! Then it prints a table and writes the figures as JSON and a chart as SVG under
+//! `target/bench/` ([`report`]); a full run (not `--quick`) also writes the chart to
+//! `docs/bench.svg`, and a PNG of it when Chromium is there to draw it.
 
 mod deadlines;
 mod load;
@@ -50,7 +51,8 @@ use crate::report::{Idle, Memory, Report};
 
 /// Measures the running stack: start-up, idle cost, an open-loop load at fixed rates (latency,
 /// throughput, CPU and commits per saga) and deadline precision; prints a table and writes JSON
-/// and a chart under target/bench/. scripts/bench builds and starts the stack, then runs this.
+/// and a chart under target/bench/. scripts/bench builds the release binaries and starts the
+/// stack with them (--instances N of each service, 1 unless asked), then runs this.
 #[derive(Parser, Debug)]
 #[command(bin_name = "scripts/bench")]
 struct Options {

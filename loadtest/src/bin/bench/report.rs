@@ -173,6 +173,14 @@ fn rank(name: &str) -> (usize, &str) {
     )
 }
 
+/// Every name once, ranked.
+fn ranked<'a>(names: impl Iterator<Item = &'a String>) -> Vec<&'a String> {
+    let mut names: Vec<&String> = names.collect();
+    names.sort_by_key(|name| rank(name));
+    names.dedup();
+    names
+}
+
 /// `order-2` → `order`.
 fn kind(name: &str) -> &str {
     match name.rsplit_once('-') {
@@ -185,18 +193,24 @@ fn figure(value: Option<f64>, decimals: usize) -> String {
     value.map_or("-".into(), |value| format!("{value:.decimals$}"))
 }
 
+/// p50, p90, p99 and max of a sample as the table shows them, or dashes for none.
+fn quantiles(sample: Option<Percentiles>, decimals: usize) -> [String; 4] {
+    let at = |pick: fn(Percentiles) -> f64| figure(sample.map(pick), decimals);
+    [at(|p| p.p50), at(|p| p.p90), at(|p| p.p99), at(|p| p.max)]
+}
+
 /// The line printed when a rate has been measured.
 pub fn point_line(point: &Point) -> String {
-    let latency = point.latency_ms;
+    let [p50, _, p99, max] = quantiles(point.latency_ms, 0);
     format!(
         "{}/s: reached {:.1}/s, {} of {} approved; latency p50 {} p99 {} max {} ms; CPU {:.2} ms and {:.1} commits per saga",
         point.offered,
         point.reached_per_s,
         point.approved,
         point.created,
-        figure(latency.map(|l| l.p50), 0),
-        figure(latency.map(|l| l.p99), 0),
-        figure(latency.map(|l| l.max), 0),
+        p50,
+        p99,
+        max,
         point.cpu_total(),
         point.commits_total(),
     )
@@ -263,8 +277,9 @@ impl Report {
             "/saga",
         );
         for point in &self.points {
-            let latency = point.latency_ms;
-            let answer = point.answer_ms;
+            let [p50, p90, p99, max] = quantiles(point.latency_ms, 0);
+            let [_, _, topic_p99, _] = quantiles(point.topic_latency_ms, 0);
+            let [answer_p50, _, answer_p99, _] = quantiles(point.answer_ms, 1);
             let _ = writeln!(
                 out,
                 "{:>7} {:>9.1} {:>11} {:>8} {:>6.1}  {:>6} {:>6} {:>6} {:>6} {:>6}  {:>5} {:>5}  {:>6.2} {:>7.1}  {}",
@@ -273,13 +288,13 @@ impl Report {
                 format!("{}/{}", point.approved, point.created),
                 point.open_at_load_end,
                 point.tail_s,
-                figure(latency.map(|l| l.p50), 0),
-                figure(latency.map(|l| l.p90), 0),
-                figure(latency.map(|l| l.p99), 0),
-                figure(latency.map(|l| l.max), 0),
-                figure(point.topic_latency_ms.map(|l| l.p99), 0),
-                figure(answer.map(|l| l.p50), 1),
-                figure(answer.map(|l| l.p99), 1),
+                p50,
+                p90,
+                p99,
+                max,
+                topic_p99,
+                answer_p50,
+                answer_p99,
                 point.cpu_total(),
                 point.commits_total(),
                 if passes(point) {
@@ -319,59 +334,34 @@ impl Report {
                 .map(|p| format!("{:>9}", format!("{}/s", p.offered)))
                 .collect::<String>()
         );
-        let mut names: Vec<&String> = self
-            .points
-            .iter()
-            .flat_map(|p| p.cpu_ms_per_saga.keys())
-            .collect();
-        names.sort_by_key(|name| rank(name));
-        names.dedup();
-        for name in names {
-            let row: String = self
-                .points
-                .iter()
-                .map(|p| {
-                    format!(
-                        "{:>9}",
-                        figure(p.cpu_ms_per_saga.get(name).copied().flatten(), 2)
-                    )
-                })
-                .collect();
-            let _ = writeln!(out, "  CPU ms {name:<13}{row}");
-        }
-        let row = |value: &dyn Fn(&Point) -> f64, decimals: usize| -> String {
+        let row = |value: &dyn Fn(&Point) -> Option<f64>| -> String {
             self.points
                 .iter()
-                .map(|p| format!("{:>9.decimals$}", value(p)))
+                .map(|p| format!("{:>9}", figure(value(p), 2)))
                 .collect()
         };
-        let _ = writeln!(out, "  CPU ms total        {}", row(&Point::cpu_total, 2));
+        for name in ranked(self.points.iter().flat_map(|p| p.cpu_ms_per_saga.keys())) {
+            let cpu = row(&|p| p.cpu_ms_per_saga.get(name).copied().flatten());
+            let _ = writeln!(out, "  CPU ms {name:<13}{cpu}");
+        }
+        let _ = writeln!(
+            out,
+            "  CPU ms total        {}",
+            row(&|p| Some(p.cpu_total()))
+        );
         let _ = writeln!(
             out,
             "  CPU ms load (bench) {}  (the benchmark itself, not in the total)",
-            row(&|p| p.generator_cpu_ms_per_saga, 2)
+            row(&|p| Some(p.generator_cpu_ms_per_saga))
         );
-        let mut databases: Vec<&String> = self
-            .points
-            .iter()
-            .flat_map(|p| p.commits_per_saga.keys())
-            .collect();
-        databases.sort_by_key(|name| rank(name));
-        databases.dedup();
-        for database in databases {
-            let _ = writeln!(
-                out,
-                "  commits {database:<12}{}",
-                row(
-                    &|p| p.commits_per_saga.get(database).copied().unwrap_or(0.0),
-                    2
-                )
-            );
+        for database in ranked(self.points.iter().flat_map(|p| p.commits_per_saga.keys())) {
+            let commits = row(&|p| p.commits_per_saga.get(database).copied());
+            let _ = writeln!(out, "  commits {database:<12}{commits}");
         }
         let _ = writeln!(
             out,
             "  commits total       {}",
-            row(&Point::commits_total, 2)
+            row(&|p| Some(p.commits_total()))
         );
 
         let idle = &self.idle;
@@ -413,17 +403,17 @@ impl Report {
         }
 
         if let Some(d) = &self.deadlines {
-            let lateness = d.lateness_ms;
+            let [p50, p90, p99, max] = quantiles(d.lateness_ms, 1);
             let _ = writeln!(
                 out,
                 "\ndeadline precision: {} of {} deadlines fired with {} pending; lateness p50 {} ms, p90 {} ms, p99 {} ms, max {} ms{}",
                 d.fired,
                 d.orders,
                 d.pending,
-                figure(lateness.map(|l| l.p50), 1),
-                figure(lateness.map(|l| l.p90), 1),
-                figure(lateness.map(|l| l.p99), 1),
-                figure(lateness.map(|l| l.max), 1),
+                p50,
+                p90,
+                p99,
+                max,
                 if d.unsettled > 0 {
                     format!("; {} orders not compensated in time", d.unsettled)
                 } else {
