@@ -105,53 +105,41 @@ pub enum Verdict {
 pub fn explore<M: Model>(model: &M) -> Report {
     let started = Instant::now();
     let properties = model.properties();
-    let mut unreached: Vec<&'static str> = properties
+    let mut unreached: Vec<&Property<M>> = properties
         .iter()
         .filter(|p| p.expectation == Expectation::Sometimes)
-        .map(|p| p.name)
         .collect();
     let fingerprint =
         |state: &M::State| BuildHasherDefault::<DefaultHasher>::default().hash_one(state);
 
     // Every unique state is a node, numbered in the order found, with the step that found it:
     // enough to rebuild the path to any of them from the initial state.
+    let initial = model.initial_state();
     let mut found_by: Vec<Option<(usize, M::Action)>> = vec![None];
-    let mut seen = HashSet::from([fingerprint(&model.initial_state())]);
-    let mut queue = VecDeque::from([(0, model.initial_state(), 0)]);
+    let mut seen = HashSet::from([fingerprint(&initial)]);
+    let mut queue = VecDeque::from([(0, initial, 0)]);
     let (mut states, mut end_states, mut depth) = (1, 0, 0);
+    let mut broken = None;
 
     while let Some((node, state, steps)) = queue.pop_front() {
         depth = depth.max(steps);
         let actions = model.actions(&state);
         let ended = actions.is_empty();
         end_states += usize::from(ended);
-        for property in &properties {
-            let holds = || (property.holds)(model, &state);
-            match property.expectation {
-                Expectation::Always => {}
-                Expectation::AtTheEnd if ended => {}
-                Expectation::AtTheEnd => continue,
-                Expectation::Sometimes => {
-                    if holds() {
-                        unreached.retain(|name| *name != property.name);
-                    }
-                    continue;
-                }
-            }
-            if !holds() {
-                return Report {
-                    states,
-                    unique_states: found_by.len(),
-                    end_states,
-                    depth,
-                    elapsed: started.elapsed(),
-                    verdict: Verdict::Broken {
-                        property: property.name,
-                        steps: path_to(model, &found_by, node),
-                    },
-                };
-            }
+        let holds = |property: &Property<M>| (property.holds)(model, &state);
+        let broke = properties.iter().find(|p| match p.expectation {
+            Expectation::Always => !holds(p),
+            Expectation::AtTheEnd => ended && !holds(p),
+            Expectation::Sometimes => false,
+        });
+        if let Some(property) = broke {
+            broken = Some(Verdict::Broken {
+                property: property.name,
+                steps: path_to(model, &found_by, node),
+            });
+            break;
         }
+        unreached.retain(|p| !holds(p));
         for action in actions {
             let next = model.next_state(&state, &action);
             states += 1;
@@ -161,17 +149,17 @@ pub fn explore<M: Model>(model: &M) -> Report {
             }
         }
     }
+    let verdict = broken.unwrap_or_else(|| match unreached.as_slice() {
+        [] => Verdict::Holds,
+        unreached => Verdict::Unreached(unreached.iter().map(|p| p.name).collect()),
+    });
     Report {
         states,
         unique_states: found_by.len(),
         end_states,
         depth,
         elapsed: started.elapsed(),
-        verdict: if unreached.is_empty() {
-            Verdict::Holds
-        } else {
-            Verdict::Unreached(unreached)
-        },
+        verdict,
     }
 }
 

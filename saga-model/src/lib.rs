@@ -1,9 +1,10 @@
 //! A model checker for the saga: it runs the four services' real decision functions
 //! (`order_service::domain::decide` and its three siblings, with `points_for` inside the
-//! exchange's and `account_of` before the point's) through every interleaving of one or two
-//! sagas, with crashes, redeliveries, duplicate publications and the deadline passing at any
-//! point, and checks the rules of SPEC §4 in every state it reaches. A change to a decision is
-//! checked the next time the tests run; `tests/every_interleaving.rs` holds the scenarios.
+//! exchange's and `account_of` before the point's) and the events each service consumes
+//! (`EventHandler::CONSUMES`) through every interleaving of one or two sagas, with crashes,
+//! redeliveries, duplicate publications and the deadline passing at any point, and checks the
+//! rules of SPEC §4 in every state it reaches. A change to a decision is checked the next time
+//! the tests run; `tests/every_interleaving.rs` holds the scenarios.
 //!
 //! # What is modelled
 //! [`model::State`] holds, per saga: the order, exchange, ledger and deadline rows; each
@@ -21,6 +22,8 @@
 //!   delivered again, and an open transaction rolls back;
 //! - a relay crashes after publishing and before marking rows published, and publishes them
 //!   again, with the same event ids;
+//! - a published event is published again under a new id (a replay by hand, a producer that
+//!   bypassed the outbox): the inboxes cannot tell, so the decisions must;
 //! - the saga's deadline passes (once, at any point), and the deadline timer fires a due
 //!   pending deadline into its outbox.
 //!
@@ -36,15 +39,18 @@
 //! - **Order and point** read the clock once, under row locks held to their commit, and nothing
 //!   another service can see changes before that commit: one step each. The deadline service's
 //!   handler holds its row while the timer skips locked rows: one step too.
-//! - **What the decisions do not read**: event timestamps, amounts' currency, HTTP, metrics,
-//!   unreadable events (they never reach a decision).
+//! - **What no decision reads** is left out: event timestamps, HTTP, metrics, and unreadable
+//!   events, which are set aside before any decision.
 //!
 //! # Bounds
-//! One saga: at most one consumer crash and one relay crash per run, of any service, at any
-//! point (each resumes at any earlier offset or row, so any suffix of a log is delivered or
-//! published again). Two sagas: every interleaving, each deadline passing at any point, and no
-//! crashes: sagas share only the balance, their faults are checked one saga at a time, and one
-//! crash more takes two sagas from 100 thousand states to 1.5 million.
+//! Each fault kind multiplies the states by ten to thirty, so each scenario of one saga (enough
+//! points, too few, no account) is explored twice: with one consumer crash and one relay crash
+//! per run, of any service at any point (each resumes at any earlier offset or row, so any
+//! suffix of a log is delivered or published again), and with one event, any, published again
+//! under a new id. Two sagas of one holder whose balance covers one of them: every
+//! interleaving, each deadline passing at any point, and no faults, since sagas share only the
+//! balance, their faults are checked one saga at a time, and one crash more takes two sagas from
+//! 100 thousand states to 1.5 million.
 //!
 //! # Properties
 //! In every state: no balance is negative; each balance is its initial value less the points of

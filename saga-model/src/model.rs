@@ -134,7 +134,7 @@ impl Saga {
         &mut self.services[service as usize]
     }
 
-    pub fn event(&self, id: EventId) -> &Event {
+    fn event(&self, id: EventId) -> &Event {
         &self.at(id.from).outbox[id.row]
     }
 
@@ -163,6 +163,8 @@ impl Saga {
     }
 }
 
+/// A step of the system. Each names its saga by its index in [`State::sagas`]; a crash also
+/// names the offset (or outbox row) it resumes at, and a copy the row it copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// The service's consumer takes the next event it consumes and applies it in one
@@ -182,6 +184,7 @@ pub enum Action {
     /// A published row is published again under a new event id (replayed by hand, or sent by a
     /// producer that bypassed the outbox): only the decisions can tell it is not new.
     PublishCopy(Service, usize, usize),
+    /// The clock passes the saga's deadline.
     DeadlinePasses(usize),
     /// The deadline timer fires a pending deadline that is due.
     TimerFires(usize),
@@ -348,28 +351,28 @@ impl Scenario {
         participant.inbox.insert(id);
         participant.position = offset + 1;
     }
+}
 
-    /// The exchange's guarded INSERT: it records the exchange if the guard lets it, and the
-    /// event is done either way (refused, it is recorded as ignored).
-    fn insert_exchange(&self, saga: &mut Saga) {
-        let Some((offset, new, emit)) = saga.exchange_open.take() else {
-            return;
-        };
-        if insert_guard(saga) {
-            if saga.expired {
-                saga.late_forward_change.get_or_insert(Service::Exchange);
-            }
-            saga.exchange = Some(exchange::Exchange {
-                status: exchange::Status::Exchanged,
-                point: new.point,
-            });
-            saga.at_mut(Service::Exchange).outbox.push(emit);
+/// The exchange's guarded INSERT: it records the exchange if the guard lets it, and the event
+/// is done either way (refused, it is recorded as ignored).
+fn insert_exchange(saga: &mut Saga) {
+    let Some((offset, new, emit)) = saga.exchange_open.take() else {
+        return;
+    };
+    if insert_guard(saga) {
+        if saga.expired {
+            saga.late_forward_change.get_or_insert(Service::Exchange);
         }
-        let id = saga.topic[offset];
-        let participant = saga.at_mut(Service::Exchange);
-        participant.inbox.insert(id);
-        participant.position = offset + 1;
+        saga.exchange = Some(exchange::Exchange {
+            status: exchange::Status::Exchanged,
+            point: new.point,
+        });
+        saga.at_mut(Service::Exchange).outbox.push(emit);
     }
+    let id = saga.topic[offset];
+    let participant = saga.at_mut(Service::Exchange);
+    participant.inbox.insert(id);
+    participant.position = offset + 1;
 }
 
 /// The id of a new copy of `service`'s outbox `row`.
@@ -493,7 +496,7 @@ impl Model for Scenario {
         let mut next = state.clone();
         match *action {
             Action::Handle(service, s) => self.handle(&mut next, service, s),
-            Action::InsertExchange(s) => self.insert_exchange(&mut next.sagas[s]),
+            Action::InsertExchange(s) => insert_exchange(&mut next.sagas[s]),
             Action::Crash(service, s, offset) => {
                 let saga = &mut next.sagas[s];
                 if service == Service::Exchange {
@@ -613,10 +616,9 @@ fn describe_step(scenario: &Scenario, state: &State, action: &Action) -> String 
         ),
         Action::PublishCopy(service, s, row) => {
             let saga = &state.sagas[s];
-            let copy = copy_of(saga, service, row);
             format!(
-                "{} is published again under a new id as {copy}, at offset {}",
-                name(saga, EventId { copy: 0, ..copy }),
+                "{} is published again under a new id, at offset {}",
+                name(saga, copy_of(saga, service, row)),
                 saga.topic.len()
             )
         }
