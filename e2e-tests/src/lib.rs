@@ -5,6 +5,7 @@
 //! is. Nothing here sleeps for a fixed time: every wait polls a condition with a timeout.
 //! Tests that kill the broker or the database run a stack on servers of their own ([`infra`]).
 
+pub mod in_process;
 pub mod infra;
 
 use std::{
@@ -693,7 +694,7 @@ pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn create_topic(bootstrap: &str, topic: &str) -> anyhow::Result<()> {
+pub(crate) async fn create_topic(bootstrap: &str, topic: &str) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()?;

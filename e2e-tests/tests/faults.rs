@@ -3,6 +3,8 @@
 
 use std::{collections::HashMap, time::Duration};
 
+use anyhow::Context;
+
 use e2e_tests::{Stack, normalize, wait_until};
 use serde_json::{Value, json};
 
@@ -87,13 +89,10 @@ async fn a_wait_around_the_expiry_check_ends_in_rejection_never_approval_and_hol
     }
     let normal = stack.order("jjy", 1, 300).await?;
 
-    let approved = stack
+    stack
         .finished(normal, "APPROVED", Duration::from_secs(3))
-        .await?;
-    assert_eq!(
-        approved["status"], "APPROVED",
-        "not held up by the waiting orders"
-    );
+        .await
+        .context("the ordinary order was held up by the waiting ones")?;
 
     // Watch both orders until they finish, remembering every status they show on the way.
     let mut seen: HashMap<i64, Vec<String>> = HashMap::new();
@@ -230,51 +229,6 @@ async fn redelivering_every_event_of_finished_sagas_changes_nothing() -> anyhow:
         3 * events.len(),
         "nothing new was emitted"
     );
-    Ok(())
-}
-
-#[tokio::test]
-async fn a_compensation_delivered_many_times_under_new_ids_refunds_once() -> anyhow::Result<()> {
-    let stack = Stack::start("refundonce", &[]).await?;
-    stack.open_account("jjy", 10000).await?;
-    let order_id = stack.order("jjy", 1, 500).await?;
-    stack.finished(order_id, "APPROVED", SETTLE).await?;
-    // Pretend the saga was rejected after the points were used: five copies of the
-    // compensation, each with an id of its own, so the inbox cannot tell them apart.
-    let (_, order) = stack.get("order", &format!("/orders/{order_id}")).await?;
-    for _ in 0..5 {
-        let event = json!({
-            "eventType": "ExchangeCompensated", "eventId": uuid::Uuid::new_v4(), "timestamp": 1,
-            "orderId": order_id, "deadline": order["deadline"], "point": "500"
-        });
-        stack.republish(&event).await?;
-    }
-    wait_until(SETTLE, || async {
-        let ignored = stack
-            .metric(
-                "point",
-                "events_ignored",
-                &[("reason", "already compensated")],
-            )
-            .await
-            .ok()?;
-        (ignored >= 4.0).then_some(())
-    })
-    .await?;
-    assert_eq!(
-        stack.balance("jjy").await?,
-        "10000",
-        "refunded exactly once"
-    );
-    let (_, ledger) = stack.get("point", "/transactions").await?;
-    assert_eq!(ledger[0]["status"], "REFUNDED");
-    let refunds = stack
-        .saga_events(order_id)
-        .await?
-        .iter()
-        .filter(|e| *e == "PointRefunded")
-        .count();
-    assert_eq!(refunds, 1);
     Ok(())
 }
 

@@ -315,6 +315,16 @@ async fn the_seed_walkthrough_works_through_the_gateway_with_httpie_strings() ->
     assert_eq!(normalize(&account["point"]), "9500");
     let (_, order) = stack.get("gateway", &format!("/orders/{happy}")).await?;
     assert_eq!(order["status"], "APPROVED");
+    let other = json!({ "holderId": "someone-else", "amount": "1" });
+    stack.post("gateway", "/orders", &other).await?;
+    let (_, orders) = stack.get("gateway", "/orders?holderId=jjy").await?;
+    let ids: Vec<i64> = orders
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|order| order["id"].as_i64())
+        .collect();
+    assert_eq!(ids, [limited, happy], "one holder's orders, newest first");
     for path in [
         "/orders",
         "/exchanges",

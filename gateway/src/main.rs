@@ -1,34 +1,36 @@
 //! The gateway: one address (:8088) for the whole suite, as in the seed's walkthrough. Each
-//! request goes to the service that owns its first path segment, unchanged; the answer comes
-//! back unchanged. A service that is down gives a 502 naming it. The gateway also serves what
+//! request goes to the service that owns its first path segment, unchanged, spread over the
+//! service's instances (see [`upstream`]); the answer comes back unchanged. A service that is
+//! down gives a 502 naming it, one that does not answer in time a 504. The gateway also serves what
 //! needs all services at once: the saga view (`/sagas/{orderId}`, as JSON, an HTML timeline or
 //! text) and the API description (`/openapi.json`).
 
 mod render;
 mod saga;
+mod upstream;
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::{
     Json, Router,
     body::{Body, to_bytes},
     extract::{Path, Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
     routing::get,
 };
-use saga_runtime::config::{LogFormat, Vars};
+use saga_runtime::config::{HttpConfig, LogFormat, Vars};
 use serde_json::{Value, json};
+use upstream::{Timeouts, Upstream, UpstreamError};
 
-/// The largest request body passed on; the API's bodies are a few hundred bytes.
-const MAX_BODY: usize = 1 << 20;
 const OPENAPI: &str = include_str!("../openapi.json");
 
 pub struct Gateway {
-    client: reqwest::Client,
-    /// Service name (`order`, `exchange`, `point`, `deadline`) → its base URL.
-    routes: HashMap<&'static str, String>,
+    /// Service name (`order`, `exchange`, `point`, `deadline`) → its instances.
+    upstreams: HashMap<&'static str, Upstream>,
+    /// The largest request body passed on.
+    max_body_bytes: usize,
 }
 
 /// The service that owns a path's first segment.
@@ -45,38 +47,41 @@ fn owner(segment: &str) -> Option<&'static str> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let vars = Vars::from_env();
-    let json = vars
-        .get("LOG_FORMAT")
-        .is_some_and(|f| f.eq_ignore_ascii_case("json"));
-    saga_runtime::telemetry::init(if json {
-        LogFormat::Json
-    } else {
-        LogFormat::Text
-    });
-    let routes = HashMap::from([
-        (
+    saga_runtime::telemetry::init(LogFormat::from_vars(&vars)?);
+    let timeouts = Timeouts {
+        connect: vars.millis("UPSTREAM_CONNECT_TIMEOUT_MS", Duration::from_secs(1))?,
+        request: vars.millis("UPSTREAM_TIMEOUT_MS", Duration::from_secs(10))?,
+    };
+    let mut http = HttpConfig::from_vars(&vars, 8088)?;
+    // An upstream that does not answer in time gets its own 504, naming it, before the
+    // gateway's own timeout could answer a vaguer 503.
+    http.timeout = http.timeout.max(timeouts.request + Duration::from_secs(1));
+    let client = upstream::client(timeouts)?;
+    // Each *_URL is one base URL or a comma-separated list of them, one per instance.
+    let upstream = |service, urls: String| {
+        Upstream::new(service, &urls, client.clone(), timeouts).map(|upstream| (service, upstream))
+    };
+    let upstreams = HashMap::from([
+        upstream(
             "order",
             vars.parse("ORDER_URL", "http://127.0.0.1:8081".to_string())?,
-        ),
-        (
+        )?,
+        upstream(
             "exchange",
             vars.parse("EXCHANGE_URL", "http://127.0.0.1:8082".to_string())?,
-        ),
-        (
+        )?,
+        upstream(
             "point",
             vars.parse("POINT_URL", "http://127.0.0.1:8083".to_string())?,
-        ),
-        (
+        )?,
+        upstream(
             "deadline",
             vars.parse("DEADLINE_URL", "http://127.0.0.1:8084".to_string())?,
-        ),
+        )?,
     ]);
     let gateway = Arc::new(Gateway {
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .context("cannot build HTTP client")?,
-        routes,
+        upstreams,
+        max_body_bytes: http.max_body_bytes,
     });
     let app = Router::new()
         .route(
@@ -88,13 +93,8 @@ async fn main() -> anyhow::Result<()> {
         .route("/sagas/{order_id}", get(show_saga))
         .fallback(forward)
         .with_state(gateway);
-    let addr: SocketAddr = format!(
-        "{}:{}",
-        vars.parse("HOST", "0.0.0.0".to_string())?,
-        vars.parse("PORT", 8088u16)?
-    )
-    .parse()
-    .context("HOST/PORT do not form an address")?;
+    let app = saga_runtime::http::layers(app, &http);
+    let addr = http.addr;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -135,10 +135,12 @@ fn format(headers: &HeaderMap) -> Format {
 
 /// Recent sagas: a page linking to each timeline, or the orders as JSON.
 async fn sagas(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    let url = format!("{}/orders?limit=100", gateway.routes["order"]);
-    let orders: Vec<Value> = match gateway.client.get(&url).send().await {
-        Ok(answer) => answer.json().await.unwrap_or_default(),
-        Err(e) => return upstream_down("orders", &gateway.routes["order"], &e),
+    let orders = gateway.upstreams["order"]
+        .send(|client, base| client.get(format!("{base}/orders?limit=100")))
+        .await;
+    let orders: Vec<Value> = match orders {
+        Ok(answer) => serde_json::from_slice(&answer.body).unwrap_or_default(),
+        Err(e) => return e.into_response(),
     };
     match format(&headers) {
         Format::Html => Html(render::index(&orders)).into_response(),
@@ -185,7 +187,7 @@ async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Respo
         .next()
         .unwrap_or("")
         .to_string();
-    let Some(base) = owner(&segment).map(|service| gateway.routes[service].clone()) else {
+    let Some(upstream) = owner(&segment).map(|service| &gateway.upstreams[service]) else {
         return error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -193,51 +195,57 @@ async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Respo
         );
     };
     let method = request.method().clone();
-    let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
-    let body = match to_bytes(request.into_body(), MAX_BODY).await {
+    // The request id goes along, so the service's log lines carry the gateway's id.
+    let passed_on: Vec<_> = [
+        header::CONTENT_TYPE,
+        HeaderName::from_static("x-request-id"),
+    ]
+    .into_iter()
+    .filter_map(|name| Some((name.clone(), request.headers().get(&name)?.clone())))
+    .collect();
+    let body = match to_bytes(request.into_body(), gateway.max_body_bytes).await {
         Ok(body) => body,
         Err(_) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "bad_request",
-                "request body too large".into(),
+                "too_large",
+                format!("request body over {} bytes", gateway.max_body_bytes),
             );
         }
     };
-    let mut upstream = gateway
-        .client
-        .request(method, format!("{base}{path_and_query}"))
-        .body(body);
-    if let Some(content_type) = content_type {
-        upstream = upstream.header(header::CONTENT_TYPE, content_type);
-    }
-    let answer = match upstream.send().await {
-        Ok(answer) => answer,
-        Err(e) => return upstream_down(&segment, &base, &e),
-    };
-    let status = answer.status();
-    let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
-    match answer.bytes().await {
-        Ok(bytes) => {
-            let mut response = (status, Body::from(bytes)).into_response();
-            if let Some(content_type) = content_type {
+    let answer = upstream
+        .send(|client, base| {
+            let request = client
+                .request(method.clone(), format!("{base}{path_and_query}"))
+                .body(body.clone());
+            passed_on.iter().fold(request, |request, (name, value)| {
+                request.header(name, value)
+            })
+        })
+        .await;
+    match answer {
+        Ok(answer) => {
+            let mut response = (answer.status, Body::from(answer.body)).into_response();
+            if let Some(content_type) = answer.content_type {
                 response
                     .headers_mut()
                     .insert(header::CONTENT_TYPE, content_type);
             }
             response
         }
-        Err(e) => upstream_down(&segment, &base, &e),
+        Err(e) => e.into_response(),
     }
 }
 
-fn upstream_down(segment: &str, base: &str, cause: &reqwest::Error) -> Response {
-    tracing::warn!(upstream = base, error.message = %cause, "service unreachable");
-    error(
-        StatusCode::BAD_GATEWAY,
-        "service_unavailable",
-        format!("the service behind /{segment} ({base}) is not answering"),
-    )
+impl IntoResponse for UpstreamError {
+    fn into_response(self) -> Response {
+        let (status, code) = match self {
+            UpstreamError::Down { .. } => (StatusCode::BAD_GATEWAY, "service_unavailable"),
+            UpstreamError::TimedOut { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            UpstreamError::Failed { .. } => (StatusCode::BAD_GATEWAY, "upstream_failed"),
+        };
+        error(status, code, self.to_string())
+    }
 }
 
 fn error(status: StatusCode, code: &str, message: String) -> Response {

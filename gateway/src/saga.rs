@@ -63,15 +63,19 @@ const ENVELOPE: [&str; 5] = ["eventType", "eventId", "timestamp", "orderId", "de
 /// Assembles the view; `None` when the order service does not know the order.
 pub async fn assemble(gateway: &Gateway, order_id: i64) -> Result<Option<SagaView>, String> {
     let get = |service: &'static str, path: String| async move {
-        let url = format!("{}{path}", gateway.routes[service]);
-        let answer = gateway.client.get(&url).send().await.map_err(|_| service)?;
-        if answer.status() == reqwest::StatusCode::NOT_FOUND {
+        let answer = gateway.upstreams[service]
+            .send(|client, base| client.get(format!("{base}{path}")))
+            .await
+            .map_err(|_| service)?;
+        if answer.status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        if !answer.status().is_success() {
+        if !answer.status.is_success() {
             return Err(service);
         }
-        answer.json::<Value>().await.map(Some).map_err(|_| service)
+        serde_json::from_slice(&answer.body)
+            .map(Some)
+            .map_err(|_| service)
     };
     let histories = futures::future::join_all(
         SERVICES.map(|service| get(service, format!("/sagas/{order_id}/events"))),

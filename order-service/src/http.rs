@@ -1,4 +1,5 @@
-//! The order API: `POST /orders`, `GET /orders`, `GET /orders/{id}`.
+//! The order API: `POST /orders`, `GET /orders` (`?holderId=X` for one holder's),
+//! `GET /orders/{id}`.
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use saga_runtime::{
     input::{self, Body},
     outbox,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::OrderService;
 
@@ -86,18 +87,33 @@ async fn create(
     Ok((StatusCode::CREATED, Json(order)))
 }
 
+/// `?holderId=X` on `GET /orders`: only that holder's orders.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Filter {
+    holder_id: Option<String>,
+}
+
+/// The newest orders, all or one holder's.
 async fn list(
     State(service): State<Arc<OrderService>>,
     Query(page): Query<Page>,
+    Query(filter): Query<Filter>,
 ) -> Result<Json<Vec<OrderView>>, ApiError> {
-    let orders = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM orders ORDER BY id DESC LIMIT $1"
-    ))
-    .bind(page.limit())
-    .fetch_all(&service.pool)
-    .await?;
+    let query = match &filter.holder_id {
+        Some(holder_id) => sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM orders WHERE holder_id = $1 ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(holder_id),
+        None => sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM orders ORDER BY id DESC LIMIT $1"
+        )),
+    };
+    let orders = query.bind(page.limit()).fetch_all(&service.pool).await?;
     Ok(Json(orders))
 }
 

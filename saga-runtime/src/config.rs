@@ -87,11 +87,6 @@ impl Config {
         database: &str,
         vars: &Vars,
     ) -> anyhow::Result<Self> {
-        let port: u16 = vars.parse("PORT", default_port)?;
-        let host: String = vars.parse("HOST", "0.0.0.0".to_string())?;
-        let addr = format!("{host}:{port}")
-            .parse()
-            .with_context(|| format!("HOST/PORT do not form an address: {host}:{port}"))?;
         let url = match vars.get("DATABASE_URL") {
             Some(url) => url,
             None => {
@@ -120,20 +115,9 @@ impl Config {
                 "EVENT_MAX_ATTEMPTS, CONSUMER_BATCH_SIZE and CONSUMER_MAX_IN_FLIGHT must be at least 1"
             );
         }
-        let log_format = match vars.get("LOG_FORMAT").as_deref() {
-            Some(f) if f.eq_ignore_ascii_case("json") => LogFormat::Json,
-            None | Some("") => LogFormat::Text,
-            Some(f) if f.eq_ignore_ascii_case("text") => LogFormat::Text,
-            Some(other) => bail!("LOG_FORMAT={other:?} is not valid: text or json"),
-        };
         Ok(Config {
             app,
-            http: HttpConfig {
-                addr,
-                timeout: vars.millis("HTTP_TIMEOUT_MS", Duration::from_secs(10))?,
-                max_concurrency: vars.parse("HTTP_MAX_CONCURRENCY", 512)?,
-                max_body_bytes: vars.parse("HTTP_MAX_BODY_BYTES", 64 * 1024)?,
-            },
+            http: HttpConfig::from_vars(vars, default_port)?,
             database: DatabaseConfig {
                 url,
                 max_connections: vars.parse("DATABASE_MAX_CONNECTIONS", 20)?,
@@ -148,9 +132,37 @@ impl Config {
                 extra: vars.rdkafka_settings(),
             },
             consumer,
-            log_format,
+            log_format: LogFormat::from_vars(vars)?,
             crash_after_commit: vars.get("FAULT_CRASH_AFTER_COMMIT"),
         })
+    }
+}
+
+impl HttpConfig {
+    /// `HOST` and `PORT` (default `default_port`), `HTTP_TIMEOUT_MS`, `HTTP_MAX_CONCURRENCY` and
+    /// `HTTP_MAX_BODY_BYTES`.
+    pub fn from_vars(vars: &Vars, default_port: u16) -> anyhow::Result<Self> {
+        let port: u16 = vars.parse("PORT", default_port)?;
+        let host: String = vars.parse("HOST", "0.0.0.0".to_string())?;
+        Ok(HttpConfig {
+            addr: format!("{host}:{port}")
+                .parse()
+                .with_context(|| format!("HOST/PORT do not form an address: {host}:{port}"))?,
+            timeout: vars.millis("HTTP_TIMEOUT_MS", Duration::from_secs(10))?,
+            max_concurrency: vars.parse("HTTP_MAX_CONCURRENCY", 512)?,
+            max_body_bytes: vars.parse("HTTP_MAX_BODY_BYTES", 64 * 1024)?,
+        })
+    }
+}
+
+impl LogFormat {
+    /// `LOG_FORMAT`: `text` (the default) or `json`.
+    pub fn from_vars(vars: &Vars) -> anyhow::Result<Self> {
+        match vars.get("LOG_FORMAT").map(|f| f.to_lowercase()).as_deref() {
+            None | Some("text") => Ok(LogFormat::Text),
+            Some("json") => Ok(LogFormat::Json),
+            Some(other) => bail!("LOG_FORMAT={other:?} is not valid: text or json"),
+        }
     }
 }
 

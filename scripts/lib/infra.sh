@@ -5,6 +5,7 @@
 #                 KAFKA_BOOTSTRAP and PG_URL. A server named by those variables is used as it is.
 #   infra_down    stops what infra_up started here (data is kept)
 #   infra_status  one line for each
+#   kafka_kill, pg_kill  crash the local broker (SIGKILL) or PostgreSQL (stop -m immediate)
 #   kafka_tool    runs a class from Kafka's jars, e.g. kafka_tool org.apache.kafka.tools.TopicCommand
 #                 --bootstrap-server "$KAFKA_BOOTSTRAP" --list
 #
@@ -109,10 +110,12 @@ kafka_wait() {
     sleep 0.2
   done
   # The port opens before the broker serves requests; the admin client behind TopicCommand
-  # retries until it does, so creating the first topic is also the readiness check.
+  # retries until it does, so creating the first topic is also the readiness check. The
+  # dead-letter topic needs creating only on a fresh broker (a JVM less on every restart).
   local name partitions
   for name in "$topic" "$topic.DLT"; do
     partitions=${KAFKA_PARTITIONS:-6}; [ "$name" = "$topic" ] || partitions=1
+    [ "$name" = "$topic" ] || [ ! -d "$KAFKA_DATA/$name-0" ] || continue
     until kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$DEFAULT_KAFKA" \
         --create --if-not-exists --topic "$name" --partitions "$partitions" \
         --replication-factor 1 >/dev/null; do
@@ -139,6 +142,16 @@ kafka_stop() {
     echo "kafka: stopped"
   fi
   rm -f "$KAFKA_PIDFILE"
+}
+
+# SIGKILL, as in a crash; kafka_start brings the broker back and it recovers its logs.
+kafka_kill() {
+  local pid
+  if ! pid=$(kafka_pid); then echo "kafka: no local broker is running" >&2; return 1; fi
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  rm -f "$KAFKA_PIDFILE"
+  echo "kafka: killed"
 }
 
 # --- PostgreSQL --------------------------------------------------------------------------
@@ -238,6 +251,14 @@ pg_stop() {
   pg_running || return 0
   as_postgres "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null
   echo "postgres: stopped"
+}
+
+# Immediate shutdown: every backend is dropped without a checkpoint, as in a crash, and the
+# next start runs crash recovery.
+pg_kill() {
+  if ! pg_running; then echo "postgres: no local cluster is running" >&2; return 1; fi
+  as_postgres "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null
+  echo "postgres: stopped with -m immediate"
 }
 
 # --- Both --------------------------------------------------------------------------------

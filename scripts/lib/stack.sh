@@ -1,22 +1,64 @@
 # Starting and stopping the services of the local stack as background processes.
-# Sourced by scripts/up, down, service and demo. Logs go to .local/logs/NAME.log, pids to
-# .local/run/NAME.pid. The binaries are the workspace's debug build (cargo build --workspace).
+# Sourced by scripts/up, down, service, demo and chaos.
+#
+# A stack runs INSTANCES instances of each service (1 unless asked) and one gateway. Instance N
+# of a service listens on the service's port + 10*(N-1) (order 8081, 8091, ...), logs to
+# .local/logs/NAME-N.log and keeps its pid in .local/run/NAME-N.pid; the gateway's are
+# gateway.log and gateway.pid. The binaries are the workspace's debug build, or its release
+# build with --release. .local/run/stack.env remembers the build and the instance count, so
+# that later commands start the same binaries and the gateway knows every instance.
 
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 LOGS="$ROOT/.local/logs"
 RUN="$ROOT/.local/run"
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
-SERVICES=(order exchange point deadline gateway)
+STACK_ENV="$RUN/stack.env"
+SERVICES=(order exchange point deadline)
 
-port_of() {
+# The stack's build (debug or release) and instance count: stack.env's, or the defaults.
+STACK_PROFILE=debug
+STACK_INSTANCES=1
+if [ -f "$STACK_ENV" ]; then
+  # shellcheck source=/dev/null
+  source "$STACK_ENV"
+fi
+
+# Takes --release out of a command's arguments (it sets STACK_PROFILE); the rest go to ARGS.
+take_profile_flag() {
+  ARGS=()
+  for arg in "$@"; do
+    if [ "$arg" = --release ]; then STACK_PROFILE=release; else ARGS+=("$arg"); fi
+  done
+}
+
+remember_stack() {
+  mkdir -p "$RUN"
+  printf 'STACK_PROFILE=%s\nSTACK_INSTANCES=%s\n' "$STACK_PROFILE" "$STACK_INSTANCES" >"$STACK_ENV"
+}
+
+bin_dir() { echo "${CARGO_TARGET_DIR:-$ROOT/target}/$STACK_PROFILE"; }
+
+base_port() {
   case "$1" in
     order) echo 8081 ;; exchange) echo 8082 ;; point) echo 8083 ;; deadline) echo 8084 ;; gateway) echo 8088 ;;
     *) echo "unknown service '$1' (order, exchange, point, deadline or gateway)" >&2; return 2 ;;
   esac
 }
 
+# The port of instance $2 (default 1) of service $1.
+port_of() { local base; base=$(base_port "$1") || return 2; echo $((base + 10 * (${2:-1} - 1))); }
+
+# The name of an instance's pid and log files: gateway, or NAME-N.
+instance_name() { if [ "$1" = gateway ]; then echo gateway; else echo "$1-${2:-1}"; fi; }
+
 binary_of() {
-  if [ "$1" = gateway ]; then echo "$BIN/gateway"; else echo "$BIN/$1-service"; fi
+  if [ "$1" = gateway ]; then echo "$(bin_dir)/gateway"; else echo "$(bin_dir)/$1-service"; fi
+}
+
+# The base URLs of every instance of a service, comma-separated, for the gateway.
+urls_of() {
+  local n urls=()
+  for n in $(seq "$STACK_INSTANCES"); do urls+=("http://127.0.0.1:$(port_of "$1" "$n")"); done
+  (IFS=,; echo "${urls[*]}")
 }
 
 pid_of() {
@@ -24,9 +66,21 @@ pid_of() {
   [ -f "$file" ] && kill -0 "$(cat "$file")" 2>/dev/null && cat "$file"
 }
 
+# The names of the instances that have a pid file, running or not.
+instances_with_pid_files() {
+  local file
+  for file in "$RUN"/*.pid; do
+    [ -e "$file" ] || continue
+    file=$(basename "$file" .pid)
+    [ "$file" = kafka ] || echo "$file"
+  done
+}
+
 build_services() {
-  echo "building the services (cargo build --workspace --bins)"
-  (cd "$ROOT" && cargo build --quiet --workspace --bins)
+  local flags=(--quiet --workspace --bins)
+  [ "$STACK_PROFILE" = release ] && flags+=(--release)
+  echo "building the services (cargo build ${flags[*]:1})"
+  (cd "$ROOT" && cargo build "${flags[@]}")
 }
 
 # Polls a URL until it answers 2xx, for at most $2 seconds.
@@ -38,47 +92,58 @@ wait_http() {
   done
 }
 
+# Starts instance $2 (default 1) of service $1, or the gateway, and waits until it is ready.
 service_start() {
-  local name=$1 port binary
-  port=$(port_of "$name") || return 2
-  if pid=$(pid_of "$name"); then echo "$name already running (pid $pid)"; return 0; fi
+  local name=$1 n=${2:-1} instance port binary pid
+  port=$(port_of "$name" "$n") || return 2
+  instance=$(instance_name "$name" "$n")
+  if pid=$(pid_of "$instance"); then echo "$instance already running (pid $pid)"; return 0; fi
   binary=$(binary_of "$name")
   [ -x "$binary" ] || build_services
   mkdir -p "$LOGS" "$RUN"
-  # Each service has one static consumer-group member id, so a restart resumes at once.
-  KAFKA_GROUP_INSTANCE_ID="$name-1" PORT=$port setsid "$binary" >>"$LOGS/$name.log" 2>&1 </dev/null &
-  echo $! >"$RUN/$name.pid"
+  # Each instance has its own static consumer-group member id, so a restart resumes at once.
+  # The gateway spreads requests over every instance of each service.
+  KAFKA_GROUP_INSTANCE_ID="$instance" PORT=$port ORDER_URL=$(urls_of order) \
+    EXCHANGE_URL=$(urls_of exchange) POINT_URL=$(urls_of point) DEADLINE_URL=$(urls_of deadline) \
+    setsid "$binary" >>"$LOGS/$instance.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$instance.pid"
   local probe=/readyz; [ "$name" = gateway ] && probe=/healthz
   if wait_http "http://127.0.0.1:$port$probe" 30; then
-    echo "$name started on :$port (pid $(cat "$RUN/$name.pid"), log .local/logs/$name.log)"
+    echo "$instance started on :$port (pid $(cat "$RUN/$instance.pid"), log .local/logs/$instance.log)"
   else
-    echo "$name did not become ready; last lines of .local/logs/$name.log:" >&2
-    tail -n 20 "$LOGS/$name.log" >&2
+    echo "$instance did not become ready; last lines of .local/logs/$instance.log:" >&2
+    tail -n 20 "$LOGS/$instance.log" >&2
     return 1
   fi
 }
 
-# SIGTERM: the service finishes what it started, commits, and exits.
-service_stop() {
-  local name=$1 pid waited=0
-  port_of "$name" >/dev/null || return 2
-  if ! pid=$(pid_of "$name"); then echo "$name is not running"; rm -f "$RUN/$name.pid"; return 0; fi
+# SIGTERM: the instance finishes what it started, commits, and exits. Takes an instance name.
+instance_stop() {
+  local instance=$1 pid waited=0
+  if ! pid=$(pid_of "$instance"); then echo "$instance is not running"; rm -f "$RUN/$instance.pid"; return 0; fi
   kill -TERM "$pid"
   while kill -0 "$pid" 2>/dev/null; do
-    if [ "$waited" -ge 300 ]; then echo "$name still running after 30 s; killing it" >&2; kill -KILL "$pid"; fi
+    if [ "$waited" -ge 300 ]; then echo "$instance still running after 30 s; killing it" >&2; kill -KILL "$pid"; fi
     sleep 0.1; waited=$((waited + 1))
   done
-  rm -f "$RUN/$name.pid"
-  echo "$name stopped"
+  rm -f "$RUN/$instance.pid"
+  echo "$instance stopped"
 }
 
-# SIGKILL: the process dies at once, as in a crash.
-service_kill() {
-  local name=$1 pid
-  port_of "$name" >/dev/null || return 2
-  if ! pid=$(pid_of "$name"); then echo "$name is not running"; rm -f "$RUN/$name.pid"; return 0; fi
+# SIGKILL: the process dies at once, as in a crash. Takes an instance name.
+instance_kill() {
+  local instance=$1 pid
+  if ! pid=$(pid_of "$instance"); then echo "$instance is not running"; rm -f "$RUN/$instance.pid"; return 0; fi
   kill -KILL "$pid"
   while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
-  rm -f "$RUN/$name.pid"
-  echo "$name killed"
+  rm -f "$RUN/$instance.pid"
+  echo "$instance killed"
+}
+
+# Stops the gateway (first, so that no request reaches a service that is stopping), then every
+# instance (SIGTERM), and forgets the stack's build and size.
+stack_stop() {
+  instance_stop gateway
+  for instance in $(instances_with_pid_files); do instance_stop "$instance"; done
+  rm -f "$STACK_ENV"
 }

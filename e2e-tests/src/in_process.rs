@@ -1,0 +1,243 @@
+//! One service inside the test process, against the real Kafka and PostgreSQL: the middle tier
+//! of tests, between the pure decisions' unit tests and the process-level tests of [`Stack`].
+//! A test plays the other services by publishing their events on the service's own topic, and
+//! checks what the service wrote (its database) and what it emitted (the topic).
+//!
+//! Each [`TestApp`] gets its own topic, consumer group and database (dropped afterwards), and
+//! listens on port 0, so tests run in parallel without seeing each other.
+//!
+//! [`Stack`]: crate::Stack
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Context;
+use common_events::{Envelope, Event, EventType, OrderId};
+use rdkafka::{
+    ClientConfig,
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+use saga_runtime::{
+    App, Service,
+    config::{Config, Vars},
+};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Servers, create_topic, read_topic, wait_until};
+
+/// How long a test waits for what it expects.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A running service.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub topic: String,
+    /// The service's own database, for checks its API does not show.
+    pub db: sqlx::PgPool,
+    database: String,
+    servers: Servers,
+    config: Config,
+    producer: FutureProducer,
+    http: reqwest::Client,
+    stop: CancellationToken,
+    running: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// Builds and starts `S` with `settings` and extra configuration `vars`; returns once its
+    /// consumer has joined its group, so published events are consumed.
+    pub async fn spawn<S: Service>(
+        settings: S::Settings,
+        vars: &[(&str, &str)],
+    ) -> anyhow::Result<TestApp> {
+        let servers = Servers::shared();
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let topic = format!("test.{}.{id}", S::NAME);
+        let database = format!("test_{}_{id}", S::DATABASE);
+        create_topic(&servers.kafka, &topic).await?;
+        let database_url = format!("{}/{database}", servers.postgres);
+        let mut all: Vec<(&str, &str)> = vec![
+            ("HOST", "127.0.0.1"),
+            ("PORT", "0"),
+            ("KAFKA_BOOTSTRAP", &servers.kafka),
+            ("KAFKA_TOPIC", &topic),
+            ("KAFKA_GROUP_PREFIX", &id),
+            ("DATABASE_URL", &database_url),
+            ("DATABASE_MAX_CONNECTIONS", "5"),
+        ];
+        all.extend_from_slice(vars);
+        let vars: Vars = all.into_iter().collect();
+        let config = Config::from_vars(S::NAME, S::PORT, S::DATABASE, &vars)?;
+        let mut test = TestApp {
+            addr: config.http.addr,
+            db: sqlx::PgPool::connect_lazy(&database_url)?,
+            topic,
+            database,
+            config,
+            producer: ClientConfig::new()
+                .set("bootstrap.servers", &servers.kafka)
+                .create()?,
+            servers,
+            http: reqwest::Client::new(),
+            stop: CancellationToken::new(),
+            running: None,
+        };
+        test.start::<S>(settings).await?;
+        Ok(test)
+    }
+
+    /// Stops the service, waits until the wall clock is past `at`, and starts it again on the
+    /// same database, topic and consumer group.
+    pub async fn restart_after<S: Service>(
+        mut self,
+        settings: S::Settings,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<TestApp> {
+        self.stop.cancel();
+        if let Some(running) = self.running.take() {
+            running.await.context("the service panicked")??;
+        }
+        wait_until(PATIENCE, || async {
+            (chrono::Utc::now() > at).then_some(())
+        })
+        .await?;
+        self.start::<S>(settings).await?;
+        Ok(self)
+    }
+
+    async fn start<S: Service>(&mut self, settings: S::Settings) -> anyhow::Result<()> {
+        let app = App::<S>::build(self.config.clone(), settings).await?;
+        self.addr = app.addr()?;
+        self.stop = CancellationToken::new();
+        self.running = Some(tokio::spawn(app.run_until_stopped(self.stop.clone())));
+        wait_until(PATIENCE, || async {
+            let answer = self.http.get(self.url("/readyz")).send().await.ok()?;
+            answer.status().is_success().then_some(())
+        })
+        .await
+        .context("the service never became ready")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        let answer = self.http.get(self.url(path)).send().await?;
+        Ok((
+            answer.status().as_u16(),
+            answer.json().await.unwrap_or(Value::Null),
+        ))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let answer = self.http.post(self.url(path)).json(body).send().await?;
+        Ok((
+            answer.status().as_u16(),
+            answer.json().await.unwrap_or(Value::Null),
+        ))
+    }
+
+    /// Publishes `event` as the service that emits it would: keyed by its order, typed.
+    pub async fn publish(&self, event: &Envelope) -> anyhow::Result<()> {
+        let key = event.order_id.to_string();
+        let payload = event.to_json();
+        let record = FutureRecord::to(&self.topic)
+            .key(&key)
+            .payload(&payload)
+            .headers(OwnedHeaders::new().insert(Header {
+                key: "type",
+                value: Some(event.event.event_type().as_str()),
+            }));
+        self.producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(error, _)| error)?;
+        Ok(())
+    }
+
+    /// Waits until the service has emitted an event of `event_type` for `order_id`.
+    pub async fn emitted(
+        &self,
+        order_id: OrderId,
+        event_type: EventType,
+    ) -> anyhow::Result<Envelope> {
+        wait_until(PATIENCE, || async {
+            self.events(order_id)
+                .await
+                .ok()?
+                .into_iter()
+                .find(|event| event.event.event_type() == event_type)
+        })
+        .await
+        .with_context(|| format!("no {event_type} for order {order_id}"))
+    }
+
+    /// Every event of `order_id` on the topic, in order.
+    pub async fn events(&self, order_id: OrderId) -> anyhow::Result<Vec<Envelope>> {
+        Ok(read_topic(&self.servers.kafka, &self.topic)
+            .await?
+            .into_iter()
+            .filter_map(|value| Envelope::from_json(value.to_string().as_bytes()).ok())
+            .filter(|event| event.order_id == order_id)
+            .collect())
+    }
+
+    /// Waits until the inbox has recorded `event` (applied or ignored), and returns its outcome
+    /// and detail.
+    pub async fn handled(&self, event: &Envelope) -> anyhow::Result<(String, Option<String>)> {
+        wait_until(PATIENCE, || async {
+            sqlx::query_as("SELECT outcome, detail FROM inbox WHERE event_id = $1")
+                .bind(event.event_id)
+                .fetch_optional(&self.db)
+                .await
+                .ok()?
+        })
+        .await
+        .with_context(|| format!("{} was never handled", event.event.event_type()))
+    }
+
+    /// Stops the service as SIGTERM would, and returns how its run ended.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        match self.running.take() {
+            Some(running) => running.await.context("the service panicked")?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let (postgres, database) = (self.servers.postgres.clone(), self.database.clone());
+        // Drop runs inside the test's runtime: the cleanup gets a thread and runtime of its own.
+        // It leaves the service's connections alone (they belong to the blocked runtime) and
+        // lets DROP ... WITH (FORCE) end them.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let admin = sqlx::PgPool::connect(&format!("{postgres}/postgres")).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+                )))
+                .execute(&admin)
+                .await?;
+                anyhow::Ok(())
+            })
+        })
+        .join();
+    }
+}
+
+/// An event of saga `order_id` with a deadline `in_ms` from now (negative: already passed), to
+/// the millisecond, as deadlines travel.
+pub fn event(order_id: OrderId, in_ms: i64, event: Event) -> Envelope {
+    let deadline = chrono::Utc::now().timestamp_millis() + in_ms;
+    let deadline = chrono::DateTime::from_timestamp_millis(deadline).unwrap_or_default();
+    Envelope::new(order_id, deadline, event)
+}

@@ -1,0 +1,480 @@
+//! The chaos run (SPEC §8): sagas at a steady rate through the gateway while faults hit the
+//! stack, then, with no human action, every saga must end and the invariants of SPEC §4 hold.
+//! Run it with `scripts/chaos`, which starts the stack with the instances asked for.
+//!
+//! 1. Fresh accounts are opened, with names no earlier run used, and the topic's partition
+//!    ends are marked, so that only this run's orders and events are judged.
+//! 2. The load and the faults run side by side. The load is open loop: one POST every
+//!    1/rate s whatever happens to the ones before, so a fault meets sagas at every stage.
+//!    A POST that fails has an unknown outcome (the order may exist); it is counted, not
+//!    judged, and step 3 finds every order of the run's holders anyway.
+//!    Faults run one at a time: inject, leave it for its downtime, restart, then the next.
+//!    That keeps each outage as long as printed; it is also needed because
+//!    `scripts/service start` provisions the infrastructure, and would end a broker or
+//!    PostgreSQL outage early if it ran inside one. A fault whose time has come while the one
+//!    before is still healing waits for it, so on a slow machine faults may go on after the
+//!    load. The defaults (6 sagas/s, a fault about every 8 s) give 1,000 sagas 21 faults,
+//!    which about fill the load's 167 s with broker restarts of 10 to 20 s.
+//! 3. Once the last fault is healed, the run polls until every order has ended (and a
+//!    rejected one has finished compensating), for at most the settle timeout.
+//! 4. It reads every order, exchange, point record and balance through the gateway, and the
+//!    run's events from the topic, and checks them ([`loadtest::invariants`]).
+//!
+//! It exits non-zero on any violation, unsettled saga or fault command that failed.
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use clap::{CommandFactory, Parser, error::ErrorKind};
+use futures::{StreamExt, TryStreamExt, stream};
+use loadtest::{
+    gateway::{Gateway, Order},
+    invariants::{self, Invariant, Observed, Outcome, Saga, Violation},
+    plan::{self, BALANCE, Fault, FaultKind, Plan, Settings},
+    stack::Scripts,
+    topic::Topic,
+};
+use rust_decimal::Decimal;
+use tokio::task::JoinSet;
+
+/// Drives sagas through the gateway while injecting faults, then checks that every saga ended
+/// and the saga's invariants hold. scripts/chaos starts the stack first (from release binaries
+/// with --release) and then runs this.
+#[derive(Parser, Debug)]
+#[command(bin_name = "scripts/chaos")]
+struct Options {
+    /// How many sagas to start.
+    #[arg(long, default_value_t = 1000)]
+    sagas: usize,
+    /// Sagas started per second.
+    #[arg(long, default_value_t = 6.0)]
+    rate: f64,
+    /// Fault kinds, comma-separated: kill, term (SIGKILL, SIGTERM of a service instance),
+    /// broker (SIGKILL of Kafka), postgres (stop -m immediate); or none.
+    #[arg(long, default_value = "kill,term,broker,postgres")]
+    faults: String,
+    /// About how many seconds apart faults start (at least one of each kind is planned).
+    #[arg(long, default_value_t = 8.0)]
+    fault_interval: f64,
+    /// Instances of each service in the stack.
+    #[arg(long, default_value_t = 2)]
+    instances: u32,
+    /// The seed of the plan (orders and faults); a run with the same seed and options
+    /// replays the same inputs. Random unless given.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// How long to wait, after the last fault, for every saga to end (seconds).
+    #[arg(long, default_value_t = 120)]
+    settle_timeout: u64,
+    /// The gateway's address.
+    #[arg(long, default_value = "http://127.0.0.1:8088")]
+    gateway: String,
+}
+
+/// How long a request to the gateway may take; longer than the gateway's own upstream
+/// timeout (10 s), so a slow service shows as the gateway's 504.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Requests in flight at once while reading the final state.
+const READERS: usize = 16;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let options = Options::parse();
+    let invalid = |message: String| {
+        Options::command()
+            .error(ErrorKind::InvalidValue, message)
+            .exit()
+    };
+    let kinds =
+        plan::parse_kinds(&options.faults).unwrap_or_else(|e| invalid(format!("--faults: {e}")));
+    if options.sagas == 0 || options.rate <= 0.0 || options.fault_interval <= 0.0 {
+        invalid("--sagas, --rate and --fault-interval must be greater than zero".into());
+    }
+    let seed = options.seed.unwrap_or_else(rand::random);
+    let plan = Plan::from_seed(
+        seed,
+        &Settings {
+            sagas: options.sagas,
+            kinds: kinds.clone(),
+            instances: options.instances,
+            window: Duration::from_secs_f64(options.sagas as f64 / options.rate),
+            fault_interval: Duration::from_secs_f64(options.fault_interval),
+        },
+    );
+    let kinds = if kinds.is_empty() {
+        "none".to_string()
+    } else {
+        kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
+    };
+    println!(
+        "chaos: seed {seed}; replay: scripts/chaos --seed {seed} --sagas {} --rate {} --faults {kinds} --fault-interval {} --instances {}",
+        options.sagas, options.rate, options.fault_interval, options.instances
+    );
+    println!(
+        "chaos: {} holders with {BALANCE} points each, {} faults planned",
+        plan.holders,
+        plan.faults.len(),
+    );
+
+    let gateway = Gateway::new(&options.gateway, REQUEST_TIMEOUT)?;
+    let topic = Topic {
+        bootstrap: env_or("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        name: env_or("KAFKA_TOPIC", "choreography.deadline"),
+    };
+    let marks = {
+        let topic = topic.clone();
+        tokio::task::spawn_blocking(move || topic.ends()).await??
+    };
+    // A run id besides the seed, so that a replay opens accounts of its own.
+    let run_id = format!("{:06x}", rand::random::<u32>() >> 8);
+    let holders: Vec<String> = (0..plan.holders)
+        .map(|i| format!("chaos-{seed}-{run_id}-{i}"))
+        .collect();
+    let initial = Decimal::from(BALANCE);
+    for holder in &holders {
+        gateway.open_account(holder, initial).await?;
+    }
+
+    let started = Instant::now();
+    let scripts = Scripts::new(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    let (load, faults) = tokio::join!(
+        drive_load(&gateway, &holders, &plan, options.rate, started),
+        inject_faults(&scripts, &plan.faults, started),
+    );
+
+    let timeout = Duration::from_secs(options.settle_timeout);
+    let orders = settle(&gateway, &holders, timeout, started).await?;
+    println!("{}  reading the final state", stamp(started));
+    let sagas = read_sagas(&gateway, orders).await?;
+    let balances = read_balances(&gateway, &holders).await?;
+    let events = tokio::task::spawn_blocking(move || topic.read_since(&marks)).await??;
+    let observed = Observed {
+        sagas,
+        created: load.created,
+        balances,
+        initial,
+        events,
+    };
+    let violations = invariants::check(&observed);
+
+    let unsettled = report(&observed, &load.failures, &faults, &violations);
+    println!(
+        "chaos: {} sagas, {} faults, {} violations, {unsettled} unsettled{}",
+        observed.sagas.len(),
+        faults.injected.values().sum::<usize>(),
+        violations.len(),
+        if faults.errors.is_empty() {
+            String::new()
+        } else {
+            format!(", {} fault commands failed", faults.errors.len())
+        }
+    );
+    let passed = !observed.sagas.is_empty()
+        && violations.is_empty()
+        && unsettled == 0
+        && faults.errors.is_empty();
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The time since the load started, as every line of the run shows it.
+fn stamp(started: Instant) -> String {
+    format!("+{:6.1} s", started.elapsed().as_secs_f64())
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+struct Load {
+    /// The ids of the orders whose POST answered 201.
+    created: Vec<i64>,
+    /// Why each failed POST failed.
+    failures: Vec<String>,
+}
+
+impl Load {
+    fn record(&mut self, post: Result<anyhow::Result<i64>, tokio::task::JoinError>) {
+        match post {
+            Ok(Ok(id)) => self.created.push(id),
+            Ok(Err(e)) => self.failures.push(format!("{e:#}")),
+            Err(e) => self.failures.push(e.to_string()),
+        }
+    }
+}
+
+/// Posts the plan's orders at `rate` per second, each in its own task, and waits for them all.
+async fn drive_load(
+    gateway: &Gateway,
+    holders: &[String],
+    plan: &Plan,
+    rate: f64,
+    started: Instant,
+) -> Load {
+    let mut load = Load {
+        created: Vec::new(),
+        failures: Vec::new(),
+    };
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    let mut posts = JoinSet::new();
+    let mut next_progress = Duration::from_secs(10);
+    for (posted, order) in plan.orders.iter().enumerate() {
+        ticks.tick().await;
+        let (gateway, holder) = (gateway.clone(), holders[order.holder].clone());
+        let amount = order.amount;
+        posts.spawn(async move { gateway.place_order(&holder, amount).await });
+        while let Some(result) = posts.try_join_next() {
+            load.record(result);
+        }
+        if started.elapsed() >= next_progress {
+            next_progress += Duration::from_secs(10);
+            println!(
+                "{}  load: {} posted, {} created, {} POSTs failed",
+                stamp(started),
+                posted + 1,
+                load.created.len(),
+                load.failures.len()
+            );
+        }
+    }
+    while let Some(result) = posts.join_next().await {
+        load.record(result);
+    }
+    println!(
+        "{}  load done: {} posted, {} created, {} POSTs failed (outcome unknown)",
+        stamp(started),
+        plan.orders.len(),
+        load.created.len(),
+        load.failures.len()
+    );
+    load
+}
+
+struct Faults {
+    injected: BTreeMap<FaultKind, usize>,
+    /// The fault commands that failed, with their output.
+    errors: Vec<String>,
+}
+
+/// Injects the faults one at a time, each at its planned time or as soon as the one before it
+/// has healed, and restarts what each stopped after its downtime.
+async fn inject_faults(scripts: &Scripts, plan: &[Fault], started: Instant) -> Faults {
+    let mut faults = Faults {
+        injected: BTreeMap::new(),
+        errors: Vec::new(),
+    };
+    for (i, fault) in plan.iter().enumerate() {
+        let name = format!("fault {}/{}", i + 1, plan.len());
+        tokio::time::sleep_until((started + fault.at).into()).await;
+        match scripts.inject(fault).await {
+            Ok(command) => {
+                let what = fault.to_string();
+                println!("{}  {name}: {what:<38} {command}", stamp(started));
+                *faults.injected.entry(fault.kind).or_default() += 1;
+            }
+            Err(e) => {
+                println!("{}  {name}: {fault} FAILED: {e:#}", stamp(started));
+                faults.errors.push(format!("{e:#}"));
+            }
+        }
+        // Restarting is harmless if injecting failed, and needed if it half happened.
+        tokio::time::sleep(fault.downtime).await;
+        let healing = Instant::now();
+        match scripts.heal(fault).await {
+            Ok(command) => {
+                let down = fault.downtime + healing.elapsed();
+                let what = format!("back after {:.1} s", down.as_secs_f64());
+                println!("{}  {name}: {what:<38} {command}", stamp(started));
+            }
+            Err(e) => {
+                println!("{}  {name}: restart FAILED: {e:#}", stamp(started));
+                faults.errors.push(format!("{e:#}"));
+            }
+        }
+    }
+    faults
+}
+
+/// Every order of the run's holders.
+async fn list_orders(gateway: &Gateway, holders: &[String]) -> anyhow::Result<Vec<Order>> {
+    let lists: Vec<Vec<Order>> = stream::iter(holders)
+        .map(|holder| gateway.orders_of(holder))
+        .buffered(READERS)
+        .try_collect()
+        .await?;
+    Ok(lists.into_iter().flatten().collect())
+}
+
+/// Polls until every order has ended or `timeout` has passed, and returns the orders.
+async fn settle(
+    gateway: &Gateway,
+    holders: &[String],
+    timeout: Duration,
+    started: Instant,
+) -> anyhow::Result<Vec<Order>> {
+    let since = Instant::now();
+    let mut last_report = None;
+    loop {
+        let listed = list_orders(gateway, holders).await;
+        let open = match &listed {
+            Ok(orders) => {
+                let open = orders
+                    .iter()
+                    .filter(|o| invariants::outcome(o) == Outcome::Unsettled)
+                    .count();
+                if open == 0 {
+                    println!("{}  settled: every saga has ended", stamp(started));
+                    return listed;
+                }
+                format!("{open} of {} sagas still open", orders.len())
+            }
+            Err(e) => format!("cannot list the orders yet ({e:#})"),
+        };
+        if since.elapsed() >= timeout {
+            println!(
+                "{}  settling: gave up after {timeout:?}: {open}",
+                stamp(started)
+            );
+            return listed.context("cannot list the run's orders");
+        }
+        if last_report.is_none_or(|at: Instant| at.elapsed() >= Duration::from_secs(5)) {
+            println!("{}  settling: {open}", stamp(started));
+            last_report = Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Each order with its exchange and point record.
+async fn read_sagas(gateway: &Gateway, orders: Vec<Order>) -> anyhow::Result<Vec<Saga>> {
+    stream::iter(orders)
+        .map(|order| async move {
+            let (exchange, transaction) =
+                tokio::try_join!(gateway.exchange(order.id), gateway.transaction(order.id))?;
+            anyhow::Ok(Saga {
+                order,
+                exchange,
+                transaction,
+            })
+        })
+        .buffered(READERS)
+        .try_collect()
+        .await
+}
+
+async fn read_balances(
+    gateway: &Gateway,
+    holders: &[String],
+) -> anyhow::Result<BTreeMap<String, Decimal>> {
+    stream::iter(holders)
+        .map(|holder| async move { anyhow::Ok((holder.clone(), gateway.balance(holder).await?)) })
+        .buffered(READERS)
+        .try_collect()
+        .await
+}
+
+/// Prints the summary table; returns the number of unsettled sagas.
+fn report(
+    observed: &Observed,
+    post_failures: &[String],
+    faults: &Faults,
+    violations: &[Violation],
+) -> usize {
+    let sagas = &observed.sagas;
+    let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
+    let mut unsettled = Vec::new();
+    for saga in sagas {
+        if invariants::outcome(&saga.order) == Outcome::Unsettled {
+            let compensation = saga.order.compensation.as_deref().unwrap_or("none");
+            unsettled.push(format!(
+                "{} ({}, compensation {compensation})",
+                saga.order.id, saga.order.status
+            ));
+        } else {
+            *by_status.entry(saga.order.status.clone()).or_default() += 1;
+        }
+    }
+    let row = |label: &str, count: usize, note: String| {
+        let line = format!("  {label:<44} {count:>6}  {note}");
+        println!("{}", line.trim_end());
+    };
+    println!("\nsummary");
+    let lost_answers = sagas.len().saturating_sub(observed.created.len());
+    row(
+        "sagas",
+        sagas.len(),
+        format!("({lost_answers} created by POSTs whose answer was lost)"),
+    );
+    for (status, count) in &by_status {
+        row(&format!("  {status}"), *count, String::new());
+    }
+    row("  unsettled", unsettled.len(), first(&unsettled));
+    row(
+        "POST /orders failed (outcome unknown)",
+        post_failures.len(),
+        first(post_failures),
+    );
+    row("faults", faults.injected.values().sum(), String::new());
+    for kind in FaultKind::ALL {
+        if let Some(count) = faults.injected.get(&kind) {
+            row(&format!("  {}", kind.name()), *count, String::new());
+        }
+    }
+    if !faults.errors.is_empty() {
+        row(
+            "fault commands failed",
+            faults.errors.len(),
+            first(&faults.errors),
+        );
+    }
+    row("violations", violations.len(), String::new());
+    let mut by_invariant: BTreeMap<Invariant, Vec<String>> = BTreeMap::new();
+    for violation in violations {
+        by_invariant
+            .entry(violation.invariant)
+            .or_default()
+            .push(format!("{}: {}", violation.subject, violation.detail));
+    }
+    for (invariant, cases) in &by_invariant {
+        row(
+            &format!("  {}", invariant.description()),
+            cases.len(),
+            first(cases),
+        );
+    }
+    unsettled.len()
+}
+
+/// The first few distinct items of a list, each with how often it occurs, for a summary row.
+fn first(items: &[String]) -> String {
+    let mut counted: Vec<(&str, usize)> = Vec::new();
+    for item in items {
+        match counted.iter_mut().find(|(seen, _)| seen == item) {
+            Some((_, count)) => *count += 1,
+            None => counted.push((item, 1)),
+        }
+    }
+    let mut shown: Vec<String> = counted
+        .iter()
+        .take(3)
+        .map(|(item, count)| match count {
+            1 => item.to_string(),
+            _ => format!("{item} (x{count})"),
+        })
+        .collect();
+    if counted.len() > 3 {
+        shown.push("...".into());
+    }
+    shown.join("; ")
+}

@@ -1,0 +1,147 @@
+//! A client of the gateway's public API, typed for what a load run needs. Every call has a
+//! timeout, so a stack in trouble slows a run down but never hangs it.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rust_decimal::Decimal;
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+
+/// The orders a holder can list in one request (the API's largest page).
+pub const MAX_PAGE: usize = 1000;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    pub id: i64,
+    pub holder_id: String,
+    pub amount: Decimal,
+    pub status: String,
+    /// For a rejected order: `PENDING` until the compensation chain has finished, then `DONE`.
+    pub compensation: Option<String>,
+}
+
+/// The exchange of one saga (`EXCHANGED` or `COMPENSATED`), or the point service's record of
+/// it (`USED`, `REFUNDED` or `REJECTED`): a status and the points involved.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Record {
+    pub status: String,
+    pub point: Decimal,
+}
+
+#[derive(Clone)]
+pub struct Gateway {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Gateway {
+    /// `timeout` bounds each request; it should exceed the gateway's own upstream timeout, so
+    /// that a slow service shows as the gateway's 504 rather than as a timeout here.
+    pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Gateway {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+        })
+    }
+
+    pub async fn open_account(&self, user_id: &str, point: Decimal) -> anyhow::Result<()> {
+        let body = json!({ "userId": user_id, "point": point });
+        let _: Value = self
+            .post("/points", &body, &format!("opening account {user_id}"))
+            .await?;
+        Ok(())
+    }
+
+    /// Places an order with the plain currency (no fault hook) and returns its id.
+    pub async fn place_order(&self, holder_id: &str, amount: Decimal) -> anyhow::Result<i64> {
+        let body = json!({ "holderId": holder_id, "currencyId": 1, "amount": amount });
+        let order: Order = self.post("/orders", &body, "placing an order").await?;
+        Ok(order.id)
+    }
+
+    /// Every order of a holder; an error if there may be more than one page of them.
+    pub async fn orders_of(&self, holder_id: &str) -> anyhow::Result<Vec<Order>> {
+        let path = format!("/orders?holderId={holder_id}&limit={MAX_PAGE}");
+        let orders: Vec<Order> = self.get(&path).await?.context("no order list")?;
+        if orders.len() >= MAX_PAGE {
+            bail!("{holder_id} has {MAX_PAGE} orders or more; this client reads one page");
+        }
+        Ok(orders)
+    }
+
+    pub async fn exchange(&self, order_id: i64) -> anyhow::Result<Option<Record>> {
+        self.get(&format!("/exchanges/{order_id}")).await
+    }
+
+    /// The point service's record of a saga.
+    pub async fn transaction(&self, order_id: i64) -> anyhow::Result<Option<Record>> {
+        self.get(&format!("/transactions/{order_id}")).await
+    }
+
+    pub async fn balance(&self, user_id: &str) -> anyhow::Result<Decimal> {
+        #[derive(Deserialize)]
+        struct Account {
+            point: Decimal,
+        }
+        let account: Account = self
+            .get(&format!("/points/{user_id}"))
+            .await?
+            .with_context(|| format!("no point account {user_id}"))?;
+        Ok(account.point)
+    }
+
+    /// A POST that creates something (201), described by `what` in errors.
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+        what: &str,
+    ) -> anyhow::Result<T> {
+        let answer = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .with_context(|| what.to_string())?;
+        expect(answer, 201, what).await
+    }
+
+    /// A GET whose 404 means "there is none".
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Option<T>> {
+        let url = format!("{}{path}", self.base);
+        let answer = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        if answer.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        expect(answer, 200, &format!("GET {url}")).await.map(Some)
+    }
+}
+
+/// The answer's body if it has the expected status; otherwise an error quoting it.
+async fn expect<T: DeserializeOwned>(
+    answer: reqwest::Response,
+    status: u16,
+    what: &str,
+) -> anyhow::Result<T> {
+    let got = answer.status();
+    let body = answer
+        .text()
+        .await
+        .with_context(|| format!("{what}: reading the answer"))?;
+    if got.as_u16() != status {
+        bail!("{what}: {got} {body}");
+    }
+    serde_json::from_str(&body).with_context(|| format!("{what}: unexpected answer {body}"))
+}

@@ -1,0 +1,68 @@
+//! Faults injected and healed by calling the project's scripts, exactly as a user would type
+//! them (`scripts/service kill order 2`, `scripts/infra kill kafka`, `scripts/infra up`), so a
+//! chaos run exercises the scripts too, and every line it prints can be replayed by hand.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+use crate::plan::{Fault, FaultKind};
+
+pub struct Scripts {
+    dir: PathBuf,
+}
+
+impl Scripts {
+    /// The scripts of the repository at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Scripts {
+            dir: root.into().join("scripts"),
+        }
+    }
+
+    /// Runs the command that injects `fault` and returns it, as typed.
+    pub async fn inject(&self, fault: &Fault) -> anyhow::Result<String> {
+        let command = match (fault.kind, fault.target) {
+            (FaultKind::Kill, Some(target)) => {
+                format!("service kill {} {}", target.service, target.number)
+            }
+            (FaultKind::Term, Some(target)) => {
+                format!("service stop {} {}", target.service, target.number)
+            }
+            (FaultKind::Broker, _) => "infra kill kafka".into(),
+            (FaultKind::Postgres, _) => "infra kill postgres".into(),
+            (kind, None) => bail!("a {} fault needs a target", kind.name()),
+        };
+        self.run(&command).await
+    }
+
+    /// Runs the command that restarts what `fault` stopped and returns it, as typed.
+    pub async fn heal(&self, fault: &Fault) -> anyhow::Result<String> {
+        let command = match fault.target {
+            Some(target) => format!("service start {} {}", target.service, target.number),
+            None => "infra up".into(),
+        };
+        self.run(&command).await
+    }
+
+    /// Runs `scripts/<command>` to its end; an error with the end of its output if it failed.
+    async fn run(&self, command: &str) -> anyhow::Result<String> {
+        let mut words = command.split(' ');
+        let script = self.dir.join(words.next().unwrap_or_default());
+        let output = tokio::process::Command::new(&script)
+            .args(words)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .with_context(|| format!("cannot run {}", script.display()))?;
+        let typed = format!("scripts/{command}");
+        if !output.status.success() {
+            let text = String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = text.lines().rev().take(5).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!("{typed} failed ({}): {}", output.status, tail.join(" | "));
+        }
+        Ok(typed)
+    }
+}

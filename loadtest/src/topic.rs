@@ -1,0 +1,117 @@
+//! Reading the saga topic as it is: where each partition ends now, and every event published
+//! after such a mark. A run marks the ends when it starts, so the events of earlier runs on the
+//! same topic are never read.
+
+use std::{collections::HashMap, time::Duration};
+
+use anyhow::{Context, bail};
+use rdkafka::{
+    ClientConfig, Message, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer},
+};
+use serde::Deserialize;
+
+/// The offset each partition will give its next message: the partition's end.
+pub type Marks = HashMap<i32, i64>;
+
+/// What the checks need of an event: the envelope that every event has (SPEC §3).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub event_type: String,
+    pub event_id: String,
+    pub order_id: i64,
+}
+
+/// One topic on one broker. The calls block (rdkafka's base consumer), so async code runs them
+/// with `spawn_blocking`.
+#[derive(Debug, Clone)]
+pub struct Topic {
+    pub bootstrap: String,
+    pub name: String,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Topic {
+    fn consumer(&self) -> anyhow::Result<BaseConsumer> {
+        // No group is joined (partitions are assigned by hand), so nothing is committed.
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", "loadtest-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .with_context(|| format!("cannot create a Kafka consumer for {}", self.bootstrap))
+    }
+
+    /// Where every partition of the topic ends now.
+    pub fn ends(&self) -> anyhow::Result<Marks> {
+        let consumer = self.consumer()?;
+        self.ends_with(&consumer)
+    }
+
+    fn ends_with(&self, consumer: &BaseConsumer) -> anyhow::Result<Marks> {
+        let metadata = consumer
+            .fetch_metadata(Some(&self.name), TIMEOUT)
+            .with_context(|| format!("cannot read the metadata of {}", self.name))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|topic| topic.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            bail!("topic {} has no partitions (does it exist?)", self.name);
+        }
+        partitions
+            .into_iter()
+            .map(|partition| {
+                let (_, high) = consumer
+                    .fetch_watermarks(&self.name, partition, TIMEOUT)
+                    .with_context(|| format!("cannot read the end of partition {partition}"))?;
+                Ok((partition, high))
+            })
+            .collect()
+    }
+
+    /// Every event published after `marks` up to the topic's current end, in order within
+    /// each partition. A partition without a mark is read from its beginning; a message that
+    /// is not an event is left out (the checks are about sagas).
+    pub fn read_since(&self, marks: &Marks) -> anyhow::Result<Vec<Event>> {
+        let consumer = self.consumer()?;
+        let ends = self.ends_with(&consumer)?;
+        let mut assignment = TopicPartitionList::new();
+        let mut remaining = HashMap::new();
+        for (&partition, &end) in &ends {
+            let start = marks.get(&partition).copied().unwrap_or(0);
+            if start < end {
+                assignment.add_partition_offset(&self.name, partition, Offset::Offset(start))?;
+                remaining.insert(partition, end);
+            }
+        }
+        let mut events = Vec::new();
+        if remaining.is_empty() {
+            return Ok(events);
+        }
+        consumer.assign(&assignment)?;
+        let started = std::time::Instant::now();
+        while !remaining.is_empty() {
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("could not read {} to its end within 60 s", self.name);
+            }
+            let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let message = message.context("reading the topic")?;
+            if let Some(event) = message
+                .payload()
+                .and_then(|payload| serde_json::from_slice(payload).ok())
+            {
+                events.push(event);
+            }
+            if remaining.get(&message.partition()) == Some(&(message.offset() + 1)) {
+                remaining.remove(&message.partition());
+            }
+        }
+        Ok(events)
+    }
+}
