@@ -52,59 +52,42 @@ fn check(name: &str, scenario: Scenario) {
     }
 }
 
-/// One saga of 500 points, by a holder with `balance` (`None`: no account).
-fn one_saga(balance: Option<i64>, faults: Faults) -> Scenario {
+/// One saga of 500 points, by a holder with `balance` (`None`: no account), explored once with
+/// each kind of fault: the two together would take minutes (see the crate docs' bounds).
+fn one_saga_settles(name: &str, balance: Option<i64>) {
     let can_pay = balance.is_some_and(|b| b >= 500);
-    Scenario {
-        holder: "jjy",
-        balance: balance.map(Decimal::from),
-        amounts: vec![Decimal::from(500)],
-        faults,
-        reachable: vec![
-            if can_pay {
-                Status::Approved
-            } else {
-                Status::RejectedPointLimit
-            },
-            Status::RejectedDeadline,
-        ],
+    for (kind, faults) in [("redelivered", REDELIVERED), ("copied", COPIED)] {
+        let scenario = Scenario {
+            holder: "jjy",
+            balance: balance.map(Decimal::from),
+            amounts: vec![Decimal::from(500)],
+            faults,
+            reachable: vec![
+                if can_pay {
+                    Status::Approved
+                } else {
+                    Status::RejectedPointLimit
+                },
+                Status::RejectedDeadline,
+            ],
+        };
+        check(&format!("{name}, {kind}"), scenario);
     }
 }
 
 #[test]
-fn a_saga_with_enough_points_settles_whatever_is_delivered_or_published_again() {
-    check(
-        "enough points, redelivered",
-        one_saga(Some(500), REDELIVERED),
-    );
+fn a_saga_with_enough_points_settles_whatever_comes_again() {
+    one_saga_settles("enough points", Some(500));
 }
 
 #[test]
-fn a_saga_with_enough_points_settles_whatever_comes_again_under_a_new_id() {
-    check("enough points, copied", one_saga(Some(500), COPIED));
+fn a_saga_with_too_few_points_settles_whatever_comes_again() {
+    one_saga_settles("too few points", Some(300));
 }
 
 #[test]
-fn a_saga_with_too_few_points_settles_whatever_is_delivered_or_published_again() {
-    check(
-        "too few points, redelivered",
-        one_saga(Some(300), REDELIVERED),
-    );
-}
-
-#[test]
-fn a_saga_with_too_few_points_settles_whatever_comes_again_under_a_new_id() {
-    check("too few points, copied", one_saga(Some(300), COPIED));
-}
-
-#[test]
-fn a_holder_without_an_account_settles_whatever_is_delivered_or_published_again() {
-    check("no account, redelivered", one_saga(None, REDELIVERED));
-}
-
-#[test]
-fn a_holder_without_an_account_settles_whatever_comes_again_under_a_new_id() {
-    check("no account, copied", one_saga(None, COPIED));
+fn a_holder_without_an_account_settles_whatever_comes_again() {
+    one_saga_settles("no account", None);
 }
 
 /// Two sagas share only the holder's balance; their faults are explored one saga at a time
