@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use common_events::Event;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
     Pending,
     Fired,

@@ -8,7 +8,7 @@
 use common_events::Event;
 use rust_decimal::Decimal;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
     Exchanged,
     Compensated,
@@ -30,14 +30,14 @@ impl Status {
 }
 
 /// The exchange of one saga, if this service has one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Exchange {
     pub status: Status,
     pub point: Decimal,
 }
 
 /// An exchange to record, with everything its row holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NewExchange {
     pub user_id: String,
     pub currency_id: Option<String>,

@@ -9,7 +9,7 @@
 
 use common_events::Event;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
     Pending,
     Approved,
@@ -42,7 +42,7 @@ impl Status {
 }
 
 /// Where a rejected order's compensation chain is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Compensation {
     Pending,
     Done,
@@ -64,7 +64,7 @@ impl Compensation {
 }
 
 /// The part of an order the saga changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Order {
     pub status: Status,
     pub reason: Option<String>,

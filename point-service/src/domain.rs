@@ -11,7 +11,7 @@
 use common_events::Event;
 use rust_decimal::Decimal;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
     /// Points were taken.
     Used,
@@ -38,7 +38,7 @@ impl Status {
 }
 
 /// This service's record of one saga: its row of the ledger.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Entry {
     pub user_id: Option<String>,
     pub status: Status,
