@@ -16,6 +16,8 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 3] = [Status::Pending, Status::Fired, Status::Cancelled];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "PENDING",
@@ -25,9 +27,7 @@ impl Status {
     }
 
     pub fn parse(text: &str) -> Option<Status> {
-        [Status::Pending, Status::Fired, Status::Cancelled]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        Status::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 

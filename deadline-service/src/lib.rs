@@ -3,17 +3,17 @@
 
 pub mod domain;
 mod handlers;
-mod http;
+pub mod http;
 mod timer;
 
 use std::sync::Arc;
 
-use axum::Router;
 use common_events::EventType;
 use prometheus::Histogram;
 use saga_runtime::{Service, ServiceContext, config::Vars};
 use sqlx::{PgPool, migrate::Migrator};
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
 
 static MIGRATIONS: Migrator = sqlx::migrate!();
 
@@ -54,8 +54,8 @@ impl Service for DeadlineService {
         })
     }
 
-    fn routes(self: Arc<Self>) -> Router {
-        http::routes(self)
+    fn api() -> OpenApiRouter<Arc<Self>> {
+        http::router()
     }
 
     fn background(

@@ -15,6 +15,8 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 2] = [Status::Exchanged, Status::Compensated];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Exchanged => "EXCHANGED",
@@ -23,9 +25,7 @@ impl Status {
     }
 
     pub fn parse(text: &str) -> Option<Status> {
-        [Status::Exchanged, Status::Compensated]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        Status::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 

@@ -1,31 +1,44 @@
-//! The exchange API: `GET /exchanges`, `GET /exchanges/{orderId}`.
+//! The exchange API: `GET /exchanges`, `GET /exchanges/{orderId}`. [`router`] builds the routes
+//! and their OpenAPI description together.
 
 use std::sync::Arc;
 
-use axum::{
-    Json, Router,
-    extract::{Path, Query, State},
-    routing::get,
-};
+use axum::{Json, extract::State};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use saga_runtime::http::{ApiError, Page, found, path_id};
+use saga_runtime::{
+    http::{ApiError, ErrorBody, Page, PathParam, found, path_id},
+    openapi::{DecimalText, string_enum},
+};
 use serde::Serialize;
+use utoipa::{ToSchema, openapi::Object};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::ExchangeService;
+use crate::{ExchangeService, domain::Status};
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+/// One saga's exchange of currency into points.
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Exchange)]
 pub struct ExchangeView {
     order_id: i64,
     user_id: Option<String>,
     currency_id: Option<String>,
+    #[schema(value_type = Option<DecimalText>)]
     amount: Option<Decimal>,
+    /// The points the amount was exchanged into.
+    #[schema(value_type = DecimalText)]
     point: Decimal,
+    /// `COMPENSATED` once the saga was rejected.
+    #[schema(schema_with = status_schema)]
     status: String,
     deadline: DateTime<Utc>,
     created_at: DateTime<Utc>,
     compensated_at: Option<DateTime<Utc>>,
+}
+
+fn status_schema() -> Object {
+    string_enum(Status::ALL.map(Status::as_str))
 }
 
 macro_rules! columns {
@@ -34,16 +47,27 @@ macro_rules! columns {
     };
 }
 
-pub fn routes(service: Arc<ExchangeService>) -> Router {
-    Router::new()
-        .route("/exchanges", get(list))
-        .route("/exchanges/{order_id}", get(show))
-        .with_state(service)
+/// The routes with their OpenAPI operations, built together so neither can change alone.
+pub fn router() -> OpenApiRouter<Arc<ExchangeService>> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
 }
 
+/// The newest exchanges.
+#[utoipa::path(
+    get,
+    path = "/exchanges",
+    operation_id = "listExchanges",
+    params(Page),
+    responses(
+        (status = OK, description = "The newest exchanges first", body = [ExchangeView]),
+        Page,
+    ),
+)]
 async fn list(
     State(service): State<Arc<ExchangeService>>,
-    Query(page): Query<Page>,
+    page: Page,
 ) -> Result<Json<Vec<ExchangeView>>, ApiError> {
     let exchanges = sqlx::query_as(concat!(
         "SELECT ",
@@ -56,9 +80,20 @@ async fn list(
     Ok(Json(exchanges))
 }
 
+/// The exchange of one order.
+#[utoipa::path(
+    get,
+    path = "/exchanges/{orderId}",
+    operation_id = "getExchange",
+    params(("orderId" = i64, Path, description = "The order's id")),
+    responses(
+        (status = OK, description = "The order's exchange", body = ExchangeView),
+        (status = NOT_FOUND, description = "No exchange for that order", body = ErrorBody),
+    ),
+)]
 async fn show(
     State(service): State<Arc<ExchangeService>>,
-    Path(order_id): Path<String>,
+    PathParam(order_id): PathParam<String>,
 ) -> Result<Json<ExchangeView>, ApiError> {
     let missing = format!("no exchange for order {order_id}");
     let row = sqlx::query_as(concat!(

@@ -5,14 +5,14 @@
 pub mod domain;
 pub mod fault;
 mod handlers;
-mod http;
+pub mod http;
 
 use std::sync::Arc;
 
-use axum::Router;
 use common_events::EventType;
 use saga_runtime::{Service, ServiceContext, config::Vars};
 use sqlx::{PgPool, migrate::Migrator};
+use utoipa_axum::router::OpenApiRouter;
 
 static MIGRATIONS: Migrator = sqlx::migrate!();
 
@@ -45,7 +45,7 @@ impl Service for ExchangeService {
         })
     }
 
-    fn routes(self: Arc<Self>) -> Router {
-        http::routes(self)
+    fn api() -> OpenApiRouter<Arc<Self>> {
+        http::router()
     }
 }

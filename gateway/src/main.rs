@@ -3,8 +3,9 @@
 //! service's instances (see [`upstream`]); the answer comes back unchanged. A service that is
 //! down gives a 502 naming it, one that does not answer in time a 504. The gateway also serves what
 //! needs all services at once: the saga view (`/sagas/{orderId}`, as JSON, an HTML timeline or
-//! text) and the API description (`/openapi.json`).
+//! text) and the API description (`/openapi.json`, see [`api_document`]).
 
+mod api_document;
 mod render;
 mod saga;
 mod upstream;
@@ -13,35 +14,46 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::{
-    Json, Router,
-    body::{Body, to_bytes},
-    extract::{Path, Request, State},
+    Json,
+    body::{Body, Bytes, to_bytes},
+    extract::{Request, State},
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
-    routing::get,
 };
-use saga_runtime::config::{HttpConfig, LogFormat, Vars};
-use serde_json::{Value, json};
+use saga_runtime::{
+    config::{HttpConfig, LogFormat, Vars},
+    http::{ErrorBody, ErrorCode, PathParam, error_response, method_not_allowed},
+};
+use serde::Serialize;
+use serde_json::Value;
 use upstream::{Timeouts, Upstream, UpstreamError};
-
-const OPENAPI: &str = include_str!("../openapi.json");
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub struct Gateway {
     /// Service name (`order`, `exchange`, `point`, `deadline`) → its instances.
     upstreams: HashMap<&'static str, Upstream>,
     /// The largest request body passed on.
     max_body_bytes: usize,
+    /// The API document, written once at start.
+    api_document: Bytes,
 }
+
+/// The first path segments the gateway forwards, each with the service that owns it.
+const OWNERS: [(&str, &str); 5] = [
+    ("orders", "order"),
+    ("exchanges", "exchange"),
+    ("points", "point"),
+    ("transactions", "point"),
+    ("deadlines", "deadline"),
+];
 
 /// The service that owns a path's first segment.
 fn owner(segment: &str) -> Option<&'static str> {
-    match segment {
-        "orders" => Some("order"),
-        "exchanges" => Some("exchange"),
-        "points" | "transactions" => Some("point"),
-        "deadlines" => Some("deadline"),
-        _ => None,
-    }
+    OWNERS
+        .iter()
+        .find(|(owned, _)| *owned == segment)
+        .map(|(_, service)| *service)
 }
 
 #[tokio::main]
@@ -79,19 +91,17 @@ async fn main() -> anyhow::Result<()> {
             vars.parse("DEADLINE_URL", "http://127.0.0.1:8084".to_string())?,
         )?,
     ]);
+    let (routes, own_api) = router().split_for_parts();
+    let api_document = serde_json::to_vec(&api_document::document(own_api))
+        .context("cannot write the API document")?;
     let gateway = Arc::new(Gateway {
         upstreams,
         max_body_bytes: http.max_body_bytes,
+        api_document: api_document.into(),
     });
-    let app = Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(json!({ "status": "ok" })) }),
-        )
-        .route("/openapi.json", get(openapi))
-        .route("/sagas", get(sagas))
-        .route("/sagas/{order_id}", get(show_saga))
+    let app = routes
         .fallback(forward)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(gateway);
     let app = saga_runtime::http::layers(app, &http);
     let addr = http.addr;
@@ -108,8 +118,46 @@ async fn main() -> anyhow::Result<()> {
         .context("gateway failed")
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+/// The gateway's own routes with their OpenAPI operations, built together; every other path is
+/// forwarded.
+fn router() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(openapi))
+        .routes(routes!(sagas))
+        .routes(routes!(show_saga))
+}
+
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+/// The gateway answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "gatewayHealth",
+    responses((status = OK, description = "The gateway is up", body = Health)),
+)]
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "apiDocument",
+    responses((status = OK, description = "The OpenAPI document", body = Object)),
+)]
+async fn openapi(State(gateway): State<Arc<Gateway>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        gateway.api_document.clone(),
+    )
+        .into_response()
 }
 
 /// What the client asked for: a page, text, or (by default) JSON.
@@ -133,7 +181,20 @@ fn format(headers: &HeaderMap) -> Format {
     }
 }
 
-/// Recent sagas: a page linking to each timeline, or the orders as JSON.
+/// Recent sagas: the newest 100 orders as JSON, or a page linking to each saga's timeline for
+/// `Accept: text/html`.
+#[utoipa::path(
+    get,
+    path = "/sagas",
+    operation_id = "listSagas",
+    responses(
+        (status = OK, description = "The newest orders first", content(
+            ([order_service::http::OrderView] = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = BAD_GATEWAY, description = "The order service is not answering", body = ErrorBody),
+    ),
+)]
 async fn sagas(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     let orders = gateway.upstreams["order"]
         .send(|client, base| client.get(format!("{base}/orders?limit=100")))
@@ -148,15 +209,35 @@ async fn sagas(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Respo
     }
 }
 
+/// One saga, assembled from every service: its events in order, who emitted and who consumed
+/// each, what was ignored and why, its deadline and how it ended.
+///
+/// JSON by default; an HTML timeline for `Accept: text/html`, plain text for
+/// `Accept: text/plain`.
+#[utoipa::path(
+    get,
+    path = "/sagas/{orderId}",
+    operation_id = "getSaga",
+    params(("orderId" = i64, Path, description = "The order's id")),
+    responses(
+        (status = OK, description = "The saga", content(
+            (saga::SagaView = "application/json"),
+            (String = "text/html"),
+            (String = "text/plain"),
+        )),
+        (status = NOT_FOUND, description = "No such order", body = ErrorBody),
+        (status = BAD_GATEWAY, description = "The order service is not answering", body = ErrorBody),
+    ),
+)]
 async fn show_saga(
     State(gateway): State<Arc<Gateway>>,
-    Path(order_id): Path<String>,
+    PathParam(order_id): PathParam<String>,
     headers: HeaderMap,
 ) -> Response {
     let not_found = || {
         error(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("order {order_id} not found"),
         )
     };
@@ -170,7 +251,11 @@ async fn show_saga(
             Format::Json => Json(view).into_response(),
         },
         Ok(None) => not_found(),
-        Err(message) => error(StatusCode::BAD_GATEWAY, "service_unavailable", message),
+        Err(message) => error(
+            StatusCode::BAD_GATEWAY,
+            ErrorCode::ServiceUnavailable,
+            message,
+        ),
     }
 }
 
@@ -190,7 +275,7 @@ async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Respo
     let Some(upstream) = owner(&segment).map(|service| &gateway.upstreams[service]) else {
         return error(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("no route for {path}"),
         );
     };
@@ -208,7 +293,7 @@ async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Respo
         Err(_) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
+                ErrorCode::TooLarge,
                 format!("request body over {} bytes", gateway.max_body_bytes),
             );
         }
@@ -226,11 +311,7 @@ async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Respo
     match answer {
         Ok(answer) => {
             let mut response = (answer.status, Body::from(answer.body)).into_response();
-            if let Some(content_type) = answer.content_type {
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_TYPE, content_type);
-            }
+            response.headers_mut().extend(answer.headers);
             response
         }
         Err(e) => e.into_response(),
@@ -240,16 +321,19 @@ async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Respo
 impl IntoResponse for UpstreamError {
     fn into_response(self) -> Response {
         let (status, code) = match self {
-            UpstreamError::Down { .. } => (StatusCode::BAD_GATEWAY, "service_unavailable"),
-            UpstreamError::TimedOut { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
-            UpstreamError::Failed { .. } => (StatusCode::BAD_GATEWAY, "upstream_failed"),
+            UpstreamError::Down { .. } => (StatusCode::BAD_GATEWAY, ErrorCode::ServiceUnavailable),
+            UpstreamError::TimedOut { .. } => {
+                (StatusCode::GATEWAY_TIMEOUT, ErrorCode::UpstreamTimeout)
+            }
+            UpstreamError::Failed { .. } => (StatusCode::BAD_GATEWAY, ErrorCode::UpstreamFailed),
         };
         error(status, code, self.to_string())
     }
 }
 
-fn error(status: StatusCode, code: &str, message: String) -> Response {
-    let mut response = (status, Json(json!({ "error": code, "message": message }))).into_response();
+/// An error answer of the gateway's own, never to be cached: the next request may succeed.
+fn error(status: StatusCode, code: ErrorCode, message: String) -> Response {
+    let mut response = error_response(status, code, message);
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -10,27 +10,43 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use deadline_service::http::DeadlineView;
+use exchange_service::http::ExchangeView;
+use order_service::http::OrderView;
+use point_service::http::TransactionView;
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::Gateway;
 
-#[derive(Debug, Serialize)]
+/// One saga: the services' records of it and its events in time order. The records are the
+/// services' own answers, passed on as they are.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Saga)]
 pub struct SagaView {
     pub order_id: i64,
+    #[schema(value_type = OrderView)]
     pub order: Value,
     pub deadline: Option<DateTime<Utc>>,
     /// The deadline service's record: PENDING, FIRED or CANCELLED, with times.
+    #[schema(value_type = Option<DeadlineView>)]
     pub deadline_status: Option<Value>,
+    #[schema(value_type = Option<ExchangeView>)]
     pub exchange: Option<Value>,
+    /// The point ledger's entry.
+    #[schema(value_type = Option<TransactionView>)]
     pub points: Option<Value>,
     pub events: Vec<EventView>,
+    /// The services that did not answer; their parts are missing.
     pub unavailable: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// An event of the saga.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = SagaEvent)]
 pub struct EventView {
     pub event_id: String,
     pub event_type: String,
@@ -40,11 +56,13 @@ pub struct EventView {
     pub published_at: Option<DateTime<Utc>>,
     pub after_deadline: bool,
     /// The event's own fields, without the envelope.
+    #[schema(value_type = Object)]
     pub fields: Value,
     pub consumed_by: Vec<Consumption>,
 }
 
-#[derive(Debug, Serialize)]
+/// What a service did with an event it consumed.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Consumption {
     pub service: String,

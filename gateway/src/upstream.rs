@@ -12,6 +12,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use reqwest::header::{ALLOW, CONTENT_TYPE, HeaderMap, HeaderName, RETRY_AFTER};
 
 pub struct Upstream {
     /// The service's name (`order`, …), for error messages.
@@ -108,11 +109,14 @@ impl Upstream {
                 Err(e) => return Err(self.failure(e)),
             };
             let status = answer.status();
-            let content_type = answer.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+            let headers = PASSED_ON
+                .iter()
+                .filter_map(|name| Some((name.clone(), answer.headers().get(name)?.clone())))
+                .collect();
             let body = answer.bytes().await.map_err(|e| self.failure(e))?;
             return Ok(Answer {
                 status,
-                content_type,
+                headers,
                 body,
             });
         }
@@ -152,10 +156,15 @@ fn causes(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// The headers of a service's answer that mean something to the client, passed on unchanged:
+/// what the body is, the methods a 405 names, and when to retry after a 503.
+const PASSED_ON: [HeaderName; 3] = [CONTENT_TYPE, ALLOW, RETRY_AFTER];
+
 /// A service's whole answer.
 pub struct Answer {
     pub status: reqwest::StatusCode,
-    pub content_type: Option<reqwest::header::HeaderValue>,
+    /// The answer's headers among [`PASSED_ON`].
+    pub headers: HeaderMap,
     pub body: axum::body::Bytes,
 }
 

@@ -18,6 +18,13 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 4] = [
+        Status::Pending,
+        Status::Approved,
+        Status::RejectedPointLimit,
+        Status::RejectedDeadline,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "PENDING",
@@ -28,14 +35,9 @@ impl Status {
     }
 
     pub fn parse(text: &str) -> Option<Status> {
-        [
-            Status::Pending,
-            Status::Approved,
-            Status::RejectedPointLimit,
-            Status::RejectedDeadline,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == text)
+        Status::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
     }
 }
 
@@ -47,6 +49,8 @@ pub enum Compensation {
 }
 
 impl Compensation {
+    pub const ALL: [Compensation; 2] = [Compensation::Pending, Compensation::Done];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Compensation::Pending => "PENDING",
@@ -55,9 +59,7 @@ impl Compensation {
     }
 
     pub fn parse(text: &str) -> Option<Compensation> {
-        [Compensation::Pending, Compensation::Done]
-            .into_iter()
-            .find(|c| c.as_str() == text)
+        Compensation::ALL.into_iter().find(|c| c.as_str() == text)
     }
 }
 

@@ -1,39 +1,65 @@
 //! The order API: `POST /orders`, `GET /orders` (`?holderId=X` for one holder's),
-//! `GET /orders/{id}`.
+//! `GET /orders/{id}`. [`router`] builds the routes and their OpenAPI description together.
 
 use std::sync::Arc;
 
-use axum::{
-    Json, Router,
-    extract::{Path, Query, State},
-    http::StatusCode,
-    routing::get,
-};
+use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use common_events::{Envelope, Event};
 use rust_decimal::Decimal;
 use saga_runtime::{
-    http::{ApiError, JsonBody, Page, found, path_id},
-    input::{self, Body},
+    http::{ApiError, ErrorBody, JsonBody, Page, PathParam, QueryParams, found, path_id},
+    input::{Amount, Id},
+    openapi::{DecimalText, string_enum},
     outbox,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{
+    IntoParams, ToSchema,
+    openapi::{Object, schema::SchemaType, schema::Type},
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::OrderService;
+use crate::{
+    OrderService,
+    domain::{Compensation, Status},
+};
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Order)]
 pub struct OrderView {
     id: i64,
     holder_id: String,
     currency_id: Option<String>,
+    #[schema(value_type = DecimalText)]
     amount: Decimal,
+    #[schema(schema_with = status_schema)]
     status: String,
+    /// Why the order was rejected.
     reason: Option<String>,
+    /// When the saga must have ended; fixed when the order is created.
     deadline: DateTime<Utc>,
+    /// A rejected order's compensation: `PENDING` until its points are back, then `DONE`.
+    #[schema(schema_with = compensation_schema)]
     compensation: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+}
+
+fn status_schema() -> Object {
+    string_enum(Status::ALL.map(Status::as_str))
+}
+
+fn compensation_schema() -> Object {
+    let mut schema = string_enum(Compensation::ALL.map(Compensation::as_str));
+    schema.schema_type = SchemaType::from_iter([Type::String, Type::Null]);
+    schema
+        .enum_values
+        .get_or_insert_with(Vec::new)
+        .push(Value::Null);
+    schema
 }
 
 /// The columns of [`OrderView`], as a literal so queries stay static strings.
@@ -43,21 +69,48 @@ macro_rules! columns {
     };
 }
 
-pub fn routes(service: Arc<OrderService>) -> Router {
-    Router::new()
-        .route("/orders", get(list).post(create))
-        .route("/orders/{id}", get(show))
-        .with_state(service)
+/// The routes with their OpenAPI operations, built together so neither can change alone.
+pub fn router() -> OpenApiRouter<Arc<OrderService>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show))
 }
 
-/// Creates the order and its `OrderCreated` in one transaction; the deadline is fixed here.
+/// A new order, as `POST /orders` takes it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(
+    rename_all = "camelCase",
+    expecting = "an object with holderId, amount and maybe currencyId"
+)]
+struct NewOrder {
+    /// The holder whose points pay for the order.
+    holder_id: Id,
+    /// `100` and `200` trigger the demo's fault hooks (SPEC §4 rule 10).
+    currency_id: Option<Id>,
+    amount: Amount,
+}
+
+/// Places an order: its saga starts, with a deadline.
+///
+/// The order and its `OrderCreated` event are written in one transaction; the deadline is fixed
+/// here and travels in every event of the saga. The order is `PENDING` until the saga ends.
+#[utoipa::path(
+    post,
+    path = "/orders",
+    operation_id = "createOrder",
+    request_body = NewOrder,
+    responses(
+        (status = CREATED, description = "The order, `PENDING`", body = OrderView),
+        JsonBody<NewOrder>,
+    ),
+)]
 async fn create(
     State(service): State<Arc<OrderService>>,
-    JsonBody(body): JsonBody<Body>,
+    JsonBody(order): JsonBody<NewOrder>,
 ) -> Result<(StatusCode, Json<OrderView>), ApiError> {
-    let holder_id = input::required_id(&body, "holderId")?;
-    let currency_id = input::optional_id(&body, "currencyId")?;
-    let amount = input::positive_amount(&body, "amount")?;
+    let holder_id = order.holder_id.into_string();
+    let currency_id = order.currency_id.map(Id::into_string);
+    let amount = order.amount.value();
     let deadline = Utc::now() + service.deadline;
 
     let mut tx = service.pool.begin().await?;
@@ -88,17 +141,29 @@ async fn create(
 }
 
 /// `?holderId=X` on `GET /orders`: only that holder's orders.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct Filter {
+    /// Only this holder's orders.
     holder_id: Option<String>,
 }
 
 /// The newest orders, all or one holder's.
+#[utoipa::path(
+    get,
+    path = "/orders",
+    operation_id = "listOrders",
+    params(Filter, Page),
+    responses(
+        (status = OK, description = "The newest orders first", body = [OrderView]),
+        Page,
+    ),
+)]
 async fn list(
     State(service): State<Arc<OrderService>>,
-    Query(page): Query<Page>,
-    Query(filter): Query<Filter>,
+    QueryParams(filter): QueryParams<Filter>,
+    page: Page,
 ) -> Result<Json<Vec<OrderView>>, ApiError> {
     let query = match &filter.holder_id {
         Some(holder_id) => sqlx::query_as(concat!(
@@ -117,9 +182,20 @@ async fn list(
     Ok(Json(orders))
 }
 
+/// One order.
+#[utoipa::path(
+    get,
+    path = "/orders/{id}",
+    operation_id = "getOrder",
+    params(("id" = i64, Path, description = "The order's id")),
+    responses(
+        (status = OK, description = "The order", body = OrderView),
+        (status = NOT_FOUND, description = "No such order", body = ErrorBody),
+    ),
+)]
 async fn show(
     State(service): State<Arc<OrderService>>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<OrderView>, ApiError> {
     let missing = format!("order {id} not found");
     let row = sqlx::query_as(concat!("SELECT ", columns!(), " FROM orders WHERE id = $1"))

@@ -3,15 +3,15 @@
 
 pub mod domain;
 mod handlers;
-mod http;
+pub mod http;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::Router;
 use common_events::EventType;
 use prometheus::{HistogramVec, IntCounterVec};
 use saga_runtime::{Service, ServiceContext, config::Vars, metrics::Metrics};
 use sqlx::{PgPool, migrate::Migrator};
+use utoipa_axum::router::OpenApiRouter;
 
 static MIGRATIONS: Migrator = sqlx::migrate!();
 
@@ -58,8 +58,8 @@ impl Service for OrderService {
         })
     }
 
-    fn routes(self: Arc<Self>) -> Router {
-        http::routes(self)
+    fn api() -> OpenApiRouter<Arc<Self>> {
+        http::router()
     }
 }
 

@@ -22,6 +22,8 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 3] = [Status::Used, Status::Refunded, Status::Rejected];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Used => "USED",
@@ -31,9 +33,7 @@ impl Status {
     }
 
     pub fn parse(text: &str) -> Option<Status> {
-        [Status::Used, Status::Refunded, Status::Rejected]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        Status::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 

@@ -1,67 +1,104 @@
-//! The point API: `POST /points`, `GET /points`, `GET /points/{userId}`, `GET /transactions`.
+//! The point API: `POST /points`, `GET /points`, `GET /points/{userId}`, `GET /transactions`,
+//! `GET /transactions/{orderId}`. [`router`] builds the routes and their OpenAPI description
+//! together.
 
 use std::sync::Arc;
 
-use axum::{
-    Json, Router,
-    extract::{Path, Query, State},
-    http::StatusCode,
-    routing::get,
-};
+use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use saga_runtime::{
-    http::{ApiError, JsonBody, Page, found, path_id},
-    input::{self, Body},
+    http::{ApiError, ErrorBody, JsonBody, Page, PathParam, found, path_id},
+    input::{Amount, Id},
+    openapi::{DecimalText, string_enum},
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{ToSchema, openapi::Object};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::PointService;
+use crate::{PointService, domain::Status};
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+/// A point account.
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Account)]
 pub struct AccountView {
     user_id: String,
     /// The balance, named as in `POST /points {userId, point}`.
+    #[schema(value_type = DecimalText)]
     point: Decimal,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+/// One saga's entry in the point ledger.
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Transaction)]
 pub struct TransactionView {
     order_id: i64,
     user_id: Option<String>,
+    #[schema(value_type = DecimalText)]
     point: Decimal,
+    /// `USED`: taken; `REFUNDED`: taken and given back; `REJECTED`: nothing taken.
+    #[schema(schema_with = status_schema)]
     status: String,
+    /// Why nothing was taken.
     reason: Option<String>,
     created_at: DateTime<Utc>,
     compensated_at: Option<DateTime<Utc>>,
 }
 
-pub fn routes(service: Arc<PointService>) -> Router {
-    Router::new()
-        .route("/points", get(list).post(create))
-        .route("/points/{user_id}", get(show))
-        .route("/transactions", get(transactions))
-        .route("/transactions/{order_id}", get(transaction))
-        .with_state(service)
+fn status_schema() -> Object {
+    string_enum(Status::ALL.map(Status::as_str))
 }
 
-/// Opens an account; an existing one is a 409 and keeps its balance.
+/// The routes with their OpenAPI operations, built together so neither can change alone.
+pub fn router() -> OpenApiRouter<Arc<PointService>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show))
+        .routes(routes!(transactions))
+        .routes(routes!(transaction))
+}
+
+/// A new point account, as `POST /points` takes it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(
+    rename_all = "camelCase",
+    expecting = "an object with userId and point"
+)]
+struct NewAccount {
+    user_id: Id,
+    /// The opening balance.
+    point: Amount,
+}
+
+/// Opens a point account.
+///
+/// An account that exists is a 409 and keeps its balance.
+#[utoipa::path(
+    post,
+    path = "/points",
+    operation_id = "openAccount",
+    request_body = NewAccount,
+    responses(
+        (status = CREATED, description = "The account", body = AccountView),
+        (status = CONFLICT, description = "The account exists; its balance is unchanged", body = ErrorBody),
+        JsonBody<NewAccount>,
+    ),
+)]
 async fn create(
     State(service): State<Arc<PointService>>,
-    JsonBody(body): JsonBody<Body>,
+    JsonBody(account): JsonBody<NewAccount>,
 ) -> Result<(StatusCode, Json<AccountView>), ApiError> {
-    let user_id = input::required_id(&body, "userId")?;
-    let point = input::positive_amount(&body, "point")?;
+    let user_id = account.user_id.into_string();
     let account: Option<AccountView> = sqlx::query_as(
         "INSERT INTO points (user_id, balance) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING
          RETURNING user_id, balance AS point, created_at, updated_at",
     )
     .bind(&user_id)
-    .bind(point)
+    .bind(account.point.value())
     .fetch_optional(&service.pool)
     .await?;
     let account = account
@@ -70,9 +107,20 @@ async fn create(
     Ok((StatusCode::CREATED, Json(account)))
 }
 
+/// Point accounts, by user id.
+#[utoipa::path(
+    get,
+    path = "/points",
+    operation_id = "listAccounts",
+    params(Page),
+    responses(
+        (status = OK, description = "Accounts in user id order", body = [AccountView]),
+        Page,
+    ),
+)]
 async fn list(
     State(service): State<Arc<PointService>>,
-    Query(page): Query<Page>,
+    page: Page,
 ) -> Result<Json<Vec<AccountView>>, ApiError> {
     let accounts = sqlx::query_as(
         "SELECT user_id, balance AS point, created_at, updated_at FROM points ORDER BY user_id LIMIT $1",
@@ -83,9 +131,20 @@ async fn list(
     Ok(Json(accounts))
 }
 
+/// One account and its balance.
+#[utoipa::path(
+    get,
+    path = "/points/{userId}",
+    operation_id = "getAccount",
+    params(("userId" = String, Path, description = "The account's user id")),
+    responses(
+        (status = OK, description = "The account", body = AccountView),
+        (status = NOT_FOUND, description = "No such account", body = ErrorBody),
+    ),
+)]
 async fn show(
     State(service): State<Arc<PointService>>,
-    Path(user_id): Path<String>,
+    PathParam(user_id): PathParam<String>,
 ) -> Result<Json<AccountView>, ApiError> {
     sqlx::query_as(
         "SELECT user_id, balance AS point, created_at, updated_at FROM points WHERE user_id = $1",
@@ -97,9 +156,20 @@ async fn show(
     .ok_or_else(|| ApiError::NotFound(format!("point account {user_id} not found")))
 }
 
+/// The point ledger: what each saga took or gave back, newest first.
+#[utoipa::path(
+    get,
+    path = "/transactions",
+    operation_id = "listTransactions",
+    params(Page),
+    responses(
+        (status = OK, description = "The newest entries first", body = [TransactionView]),
+        Page,
+    ),
+)]
 async fn transactions(
     State(service): State<Arc<PointService>>,
-    Query(page): Query<Page>,
+    page: Page,
 ) -> Result<Json<Vec<TransactionView>>, ApiError> {
     let rows = sqlx::query_as(
         "SELECT order_id, user_id, point, status, reason, created_at, compensated_at
@@ -111,9 +181,20 @@ async fn transactions(
     Ok(Json(rows))
 }
 
+/// The ledger entry of one order.
+#[utoipa::path(
+    get,
+    path = "/transactions/{orderId}",
+    operation_id = "getTransaction",
+    params(("orderId" = i64, Path, description = "The order's id")),
+    responses(
+        (status = OK, description = "The order's entry", body = TransactionView),
+        (status = NOT_FOUND, description = "No entry for that order", body = ErrorBody),
+    ),
+)]
 async fn transaction(
     State(service): State<Arc<PointService>>,
-    Path(order_id): Path<String>,
+    PathParam(order_id): PathParam<String>,
 ) -> Result<Json<TransactionView>, ApiError> {
     let missing = format!("no point transaction for order {order_id}");
     let row = sqlx::query_as(

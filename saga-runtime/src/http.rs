@@ -1,28 +1,40 @@
-//! HTTP pieces every service shares: the API's error type, a JSON extractor whose rejections use
-//! that error format, the tower layers that keep a server responsive under overload
-//! ([`layers`]), and the operational routes `/healthz`, `/readyz` and `/metrics`.
+//! HTTP pieces every service shares: the API's error type and error body, extractors whose
+//! rejections use that error format (a JSON body, query parameters, path parameters, a page of a
+//! list), the tower layers that keep a server responsive under overload ([`layers`]), and the
+//! operational routes `/healthz`, `/readyz` and `/metrics`.
+//!
+//! Every answer that is not a success is a JSON [`ErrorBody`], whoever gives it: a handler, an
+//! extractor refusing the request, the router (unknown route, method not allowed) or a layer.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use axum::{
     BoxError, Json, Router,
     error_handling::HandleErrorLayer,
-    extract::{DefaultBodyLimit, FromRequest, Path, Request, State, rejection::JsonRejection},
-    http::{HeaderValue, StatusCode, header},
+    extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State},
+    http::{HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
     routing::get,
 };
 use chrono::{DateTime, Utc};
-use serde::{Serialize, de::DeserializeOwned};
-use serde_json::json;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::{Value, json};
 use sqlx::PgPool;
 use tower::{ServiceBuilder, limit::GlobalConcurrencyLimitLayer};
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::{DefaultOnFailure, TraceLayer},
 };
+use utoipa::{
+    IntoParams, IntoResponses, ToSchema,
+    openapi::{
+        ObjectBuilder, RefOr, Required,
+        path::{Parameter, ParameterBuilder, ParameterIn},
+        schema::{KnownFormat, SchemaFormat, Type},
+    },
+};
 
-use crate::{config::HttpConfig, kafka::Producer, metrics::Metrics};
+use crate::{config::HttpConfig, kafka::Producer, metrics::Metrics, openapi};
 
 /// What a request can end in besides success. Client errors name the problem; server errors
 /// are logged with their cause and answered with an opaque message.
@@ -51,12 +63,14 @@ impl From<sqlx::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
-            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            ApiError::Unprocessable(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidInput)
+            }
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         };
         let message = match &self {
             ApiError::Internal(cause) => {
@@ -65,8 +79,51 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        (status, Json(json!({ "error": code, "message": message }))).into_response()
+        error_response(status, code, message)
     }
+}
+
+/// The kind of failure an error answer reports, for a client to branch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    InvalidInput,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    TooLarge,
+    Overloaded,
+    Timeout,
+    Internal,
+    /// From the gateway: the service is not answering.
+    ServiceUnavailable,
+    /// From the gateway: the service did not answer in time.
+    UpstreamTimeout,
+    /// From the gateway: the service failed while answering.
+    UpstreamFailed,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: ErrorCode,
+    /// What is wrong, naming the field or parameter; opaque for internal errors.
+    pub message: String,
+}
+
+/// An error answer: `status` with an [`ErrorBody`].
+pub fn error_response(
+    status: StatusCode,
+    error: ErrorCode,
+    message: impl Into<String>,
+) -> Response {
+    let body = ErrorBody {
+        error,
+        message: message.into(),
+    };
+    (status, Json(body)).into_response()
 }
 
 /// An id from a request path. One that is not a number names nothing, so it is a 404 like an
@@ -82,21 +139,143 @@ pub fn found<T>(row: Option<T>, missing: &str) -> Result<Json<T>, ApiError> {
         .ok_or_else(|| ApiError::NotFound(missing.to_string()))
 }
 
-/// `Json<T>` whose rejections (wrong content type, malformed JSON, wrong shape) are API errors.
+/// `Json<T>` whose rejections are API errors: 400 for a body that is not JSON (or not declared
+/// as JSON), 413 for one over the size limit, 422 naming the field for JSON of the wrong shape.
+///
+/// The body is parsed as JSON first and then read into `T`, so a shape error names its field
+/// (`amount: must be greater than zero`) without serde_json's line and column.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(JsonBody(value)),
-            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::Unprocessable(e.body_text())),
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::TooLarge(rejection.body_text()))
+        let Json(value) =
+            Json::<Value>::from_request(request, state)
+                .await
+                .map_err(|rejection| {
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        ApiError::TooLarge(rejection.body_text())
+                    } else {
+                        ApiError::BadRequest(rejection.body_text())
+                    }
+                })?;
+        serde_path_to_error::deserialize(value)
+            .map(JsonBody)
+            .map_err(|e| ApiError::Unprocessable(e.to_string()))
+    }
+}
+
+/// The answers [`JsonBody`] gives for a body it refuses.
+impl<T> IntoResponses for JsonBody<T> {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        BTreeMap::from([
+            (
+                "400".to_string(),
+                openapi::error("The body is not JSON, or not sent as `application/json`").into(),
+            ),
+            (
+                "413".to_string(),
+                openapi::error("The body is over the size limit").into(),
+            ),
+            (
+                "422".to_string(),
+                openapi::error("A field is missing or invalid; the message names it").into(),
+            ),
+        ])
+    }
+}
+
+/// `Query<T>` whose rejections are 400 API errors naming the parameter.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| QueryParams(value))
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+    }
+}
+
+/// `Path<T>` whose rejections (a segment that is not UTF-8, say) are API errors.
+pub struct PathParam<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParam<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PathParam(value)),
+            Err(rejection) if rejection.status().is_server_error() => {
+                Err(ApiError::Internal(anyhow::anyhow!(rejection.body_text())))
             }
             Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
         }
+    }
+}
+
+/// `?limit=N` on list endpoints: the newest N rows, 100 unless asked. A limit outside
+/// 1..=1000 is refused with a 400 naming it, not quietly changed: a client asking for 5000
+/// rows should learn that it got at most 1000.
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    limit: Option<i64>,
+}
+
+impl Page {
+    pub const DEFAULT_LIMIT: i64 = 100;
+    pub const MAX_LIMIT: i64 = 1000;
+
+    pub fn limit(&self) -> i64 {
+        self.limit.unwrap_or(Self::DEFAULT_LIMIT)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Page {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let QueryParams(page) = QueryParams::<Page>::from_request_parts(parts, state).await?;
+        if !(1..=Self::MAX_LIMIT).contains(&page.limit()) {
+            return Err(ApiError::BadRequest(format!(
+                "limit must be between 1 and {}",
+                Self::MAX_LIMIT
+            )));
+        }
+        Ok(page)
+    }
+}
+
+impl IntoParams for Page {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(1))
+            .maximum(Some(Self::MAX_LIMIT))
+            .default(Some(json!(Self::DEFAULT_LIMIT)));
+        vec![
+            ParameterBuilder::new()
+                .name("limit")
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some("How many rows, newest first"))
+                .schema(Some(schema))
+                .build(),
+        ]
+    }
+}
+
+/// The answer [`Page`] gives for a `limit` it refuses.
+impl IntoResponses for Page {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        BTreeMap::from([(
+            "400".to_string(),
+            openapi::error("A query parameter is not valid; the message names it").into(),
+        )])
     }
 }
 
@@ -145,20 +324,19 @@ pub fn layers(router: Router, config: &HttpConfig) -> Router {
 fn overloaded(error: &BoxError, timeout: Duration) -> Response {
     let (code, message) = if error.is::<tower::timeout::error::Elapsed>() {
         (
-            "timeout",
+            ErrorCode::Timeout,
             format!("the request took longer than {timeout:?}"),
         )
     } else if error.is::<tower::load_shed::error::Overloaded>() {
         (
-            "overloaded",
+            ErrorCode::Overloaded,
             "too many requests at once; try again shortly".to_string(),
         )
     } else {
         tracing::error!(error.message = %error, "request failed in a layer");
-        ("internal", "internal error".to_string())
+        (ErrorCode::Internal, "internal error".to_string())
     };
-    let body = json!({ "error": code, "message": message });
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, code, message);
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -188,11 +366,14 @@ pub fn operational_routes(probes: Probes) -> Router {
         .with_state(probes)
 }
 
-/// A JSON 405 for a known path asked with a method it does not serve.
+/// A JSON 405 for a known path asked with a method it does not serve; axum adds the `Allow`
+/// header listing the methods it does serve.
 pub async fn method_not_allowed() -> Response {
-    let body =
-        json!({ "error": "method_not_allowed", "message": "method not allowed on this path" });
-    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this path",
+    )
 }
 
 /// Ready means able to do its work: the database answers, the broker answers, the producer is
@@ -252,8 +433,8 @@ struct Consumed {
 /// What this service emitted and consumed for one saga, for the gateway's saga view.
 async fn saga_events(
     State(probes): State<Probes>,
-    Path(order_id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    PathParam(order_id): PathParam<String>,
+) -> Result<Json<Value>, ApiError> {
     let order_id = path_id(&order_id, &format!("order {order_id} not found"))?;
     let emitted: Vec<Emitted> = sqlx::query_as(
         "SELECT event_id, event_type, payload, created_at, published_at
@@ -269,10 +450,10 @@ async fn saga_events(
     .bind(order_id)
     .fetch_all(&probes.pool)
     .await?;
-    let emitted: Vec<serde_json::Value> = emitted
+    let emitted: Vec<Value> = emitted
         .into_iter()
         .map(|row| {
-            let event = serde_json::from_str(&row.payload).unwrap_or(serde_json::Value::Null);
+            let event = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
             let mut value = serde_json::to_value(&row).unwrap_or_default();
             value["event"] = event;
             value
@@ -289,18 +470,6 @@ async fn metrics(State(probes): State<Probes>) -> Response {
         probes.metrics.render(),
     )
         .into_response()
-}
-
-/// `?limit=N` on list endpoints: the newest N rows, 100 unless asked, at most 1000.
-#[derive(Debug, serde::Deserialize)]
-pub struct Page {
-    limit: Option<i64>,
-}
-
-impl Page {
-    pub fn limit(&self) -> i64 {
-        self.limit.unwrap_or(100).clamp(1, 1000)
-    }
 }
 
 #[cfg(test)]
@@ -390,6 +559,38 @@ mod tests {
             .unwrap();
         assert_eq!(large.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(json(large).await["error"], "too_large");
+    }
+
+    #[tokio::test]
+    async fn refused_queries_and_methods_get_json_errors() {
+        let list = |page: Page| async move { Json(page.limit()) };
+        let app = Router::new()
+            .route("/list", get(list))
+            .method_not_allowed_fallback(method_not_allowed);
+        for (query, status) in [
+            ("", StatusCode::OK),
+            ("?limit=1000", StatusCode::OK),
+            ("?limit=1001", StatusCode::BAD_REQUEST),
+            ("?limit=0", StatusCode::BAD_REQUEST),
+            ("?limit=false", StatusCode::BAD_REQUEST),
+        ] {
+            let path = format!("/list{query}");
+            let answer = app.clone().oneshot(request(&path)).await.unwrap();
+            assert_eq!(answer.status(), status, "{query}");
+            if status != StatusCode::OK {
+                let error = json(answer).await;
+                assert_eq!(error["error"], "bad_request", "{query}: {error}");
+                assert!(
+                    error["message"].as_str().unwrap().contains("limit"),
+                    "{error}"
+                );
+            }
+        }
+        let post = Request::post("/list").body(Body::empty()).unwrap();
+        let refused = app.oneshot(post).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(refused.headers()[header::ALLOW], "GET,HEAD");
+        assert_eq!(json(refused).await["error"], "method_not_allowed");
     }
 
     #[tokio::test]

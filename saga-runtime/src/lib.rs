@@ -5,8 +5,9 @@
 //! - [`inbox`] and [`consumer`]: each consumed event is applied at most once, in one transaction
 //!   with its effects; offsets are stored only after that transaction commits, so a crash
 //!   anywhere loses nothing and applies nothing twice.
-//! - [`http`], [`metrics`], [`telemetry`], [`config`], [`retry`]: the parts of a service that
-//!   are not its domain, and [`service`], which starts them all and stops them gracefully.
+//! - [`http`], [`input`], [`openapi`], [`metrics`], [`telemetry`], [`config`], [`retry`]: the
+//!   parts of a service that are not its domain, and [`service`], which starts them all and
+//!   stops them gracefully.
 
 pub mod config;
 pub mod consumer;
@@ -16,6 +17,7 @@ pub mod inbox;
 pub mod input;
 pub mod kafka;
 pub mod metrics;
+pub mod openapi;
 pub mod outbox;
 pub mod retry;
 pub mod service;

@@ -16,6 +16,7 @@ use common_events::EventType;
 use sqlx::{PgPool, migrate::Migrator};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
     EventHandler,
@@ -53,8 +54,9 @@ pub trait Service: EventHandler + Sized {
 
     fn build(context: &ServiceContext, settings: Self::Settings) -> anyhow::Result<Self>;
 
-    /// The service's REST API.
-    fn routes(self: Arc<Self>) -> Router;
+    /// The service's REST API: its routes with their OpenAPI operations, built together
+    /// (see [`crate::openapi`]).
+    fn api() -> OpenApiRouter<Arc<Self>>;
 
     /// Work of the service's own that runs until `shutdown` (the deadline timer).
     fn background(
@@ -145,9 +147,8 @@ impl<S: Service> App<S> {
         let addr = listener
             .local_addr()
             .context("the listener has no address")?;
-        let app = service
-            .clone()
-            .routes()
+        let app = Router::from(S::api())
+            .with_state(service.clone())
             .merge(operational_routes(Probes {
                 pool: pool.clone(),
                 producer: producer.clone(),
