@@ -51,7 +51,10 @@ pub fn consumer_settings(config: &KafkaConfig) -> ClientConfig {
         // The broker's smallest default: a dead member's partitions move on after 6 s.
         ("session.timeout.ms", "6000"),
         ("heartbeat.interval.ms", "2000"),
-        ("fetch.wait.max.ms", "10"),
+        // The broker answers a fetch as soon as data arrives, so a long wait adds no latency;
+        // it only bounds how often an idle consumer asks. At 10 ms, four idle consumers kept
+        // the broker at 16% of a core.
+        ("fetch.wait.max.ms", "500"),
     ];
     if let Some(instance) = &config.group_instance_id {
         defaults.push(("group.instance.id", instance));

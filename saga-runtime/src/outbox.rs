@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use common_events::Envelope;
-use futures::future::try_join_all;
+use futures::{FutureExt, future::try_join_all};
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::FutureRecord,
@@ -92,6 +92,9 @@ pub async fn relay(
                     _ = listener.recv() => {}
                     _ = tokio::time::sleep(POLL_FALLBACK) => {}
                 }
+                // Commits that notified meanwhile are all read by the next batch: one batch for
+                // them all, not one each (most would find nothing left to publish).
+                while let Some(Ok(_)) = listener.recv().now_or_never() {}
             }
             Err(error) => {
                 metrics.error(metrics::PUBLISH, "kafka");
