@@ -135,6 +135,7 @@ impl<S: Service> App<S> {
 
     /// Runs every part until `stop` is cancelled or a part fails, then stops them in order.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let addr = self.addr()?;
         let App {
             config,
             service,
@@ -144,9 +145,6 @@ impl<S: Service> App<S> {
             listener,
             started,
         } = self;
-        let addr = listener
-            .local_addr()
-            .context("the listener has no address")?;
         let app = Router::from(S::api())
             .with_state(service.clone())
             .merge(operational_routes(Probes {
