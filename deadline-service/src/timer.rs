@@ -99,9 +99,12 @@ async fn next_deadline(pool: &PgPool) -> anyhow::Result<Option<DateTime<Utc>>> {
 /// Fires every deadline that is due, in batches.
 async fn fire_due(pool: &PgPool, lateness: &Histogram) -> anyhow::Result<()> {
     loop {
-        let mut tx = pool.begin().await?;
         // The bound is a parameter, not clock_timestamp(): a volatile function cannot bound an
         // index scan, and PostgreSQL would read every pending deadline to find the due ones.
+        // It is read before the transaction begins, so that the outbox row's created_at (the
+        // transaction's start) is never earlier than the deadline it reports.
+        let due = Utc::now();
+        let mut tx = pool.begin().await?;
         let fired: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
             "UPDATE deadlines SET status = 'FIRED', fired_at = clock_timestamp()
              WHERE order_id IN (
@@ -111,7 +114,7 @@ async fn fire_due(pool: &PgPool, lateness: &Histogram) -> anyhow::Result<()> {
              RETURNING order_id, deadline, fired_at",
         )
         .bind(BATCH)
-        .bind(Utc::now())
+        .bind(due)
         .fetch_all(&mut *tx)
         .await
         .context("cannot take due deadlines")?;
