@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use common_events::EventType;
 use prometheus::Histogram;
-use saga_runtime::{Service, ServiceContext, config::Vars};
+use saga_runtime::{Service, ServiceContext, config::Vars, outbox};
 use sqlx::{PgPool, migrate::Migrator};
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
@@ -19,6 +19,7 @@ static MIGRATIONS: Migrator = sqlx::migrate!();
 
 pub struct DeadlineService {
     pool: PgPool,
+    outbox: outbox::Wake,
     /// How long after its deadline each `DeadlineReached` was written.
     lateness: Histogram,
 }
@@ -50,6 +51,7 @@ impl Service for DeadlineService {
         )?;
         Ok(DeadlineService {
             pool: context.pool.clone(),
+            outbox: context.outbox.clone(),
             lateness: lateness.with_label_values(&[context.metrics.app()]),
         })
     }
@@ -64,6 +66,7 @@ impl Service for DeadlineService {
     ) -> Option<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
         Some(timer::run(
             self.pool.clone(),
+            self.outbox.clone(),
             self.lateness.clone(),
             shutdown,
         ))

@@ -26,6 +26,7 @@ const BATCH: i64 = 500;
 
 pub async fn run(
     pool: PgPool,
+    outbox: outbox::Wake,
     lateness: Histogram,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -39,7 +40,7 @@ pub async fn run(
     while !shutdown.is_cancelled() {
         if next.is_some_and(|at| at <= Utc::now()) {
             let fired = async {
-                fire_due(&pool, &lateness).await?;
+                fire_due(&pool, &outbox, &lateness).await?;
                 next_deadline(&pool).await
             };
             match fired.await {
@@ -97,7 +98,11 @@ async fn next_deadline(pool: &PgPool) -> anyhow::Result<Option<DateTime<Utc>>> {
 }
 
 /// Fires every deadline that is due, in batches.
-async fn fire_due(pool: &PgPool, lateness: &Histogram) -> anyhow::Result<()> {
+async fn fire_due(
+    pool: &PgPool,
+    outbox: &outbox::Wake,
+    lateness: &Histogram,
+) -> anyhow::Result<()> {
     loop {
         // The bound is a parameter, not clock_timestamp(): a volatile function cannot bound an
         // index scan, and PostgreSQL would read every pending deadline to find the due ones.
@@ -129,6 +134,9 @@ async fn fire_due(pool: &PgPool, lateness: &Histogram) -> anyhow::Result<()> {
             );
         }
         tx.commit().await.context("cannot commit fired deadlines")?;
+        if !fired.is_empty() {
+            outbox.committed();
+        }
         for (_, deadline, fired_at) in &fired {
             lateness.observe((*fired_at - *deadline).num_microseconds().unwrap_or(0) as f64 / 1e6);
         }

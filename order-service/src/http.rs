@@ -136,6 +136,7 @@ async fn create(
     );
     outbox::append(&mut tx, &created).await?;
     tx.commit().await?;
+    service.outbox.committed();
     tracing::info!(order.id = order.id, event.id = %created.event_id, "order created");
     Ok((StatusCode::CREATED, Json(order)))
 }

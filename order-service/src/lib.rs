@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 
 use common_events::EventType;
 use prometheus::{HistogramVec, IntCounterVec};
-use saga_runtime::{Service, ServiceContext, config::Vars, metrics::Metrics};
+use saga_runtime::{Service, ServiceContext, config::Vars, metrics::Metrics, outbox};
 use sqlx::{PgPool, migrate::Migrator};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -17,6 +17,7 @@ static MIGRATIONS: Migrator = sqlx::migrate!();
 
 pub struct OrderService {
     pool: PgPool,
+    outbox: outbox::Wake,
     metrics: SagaMetrics,
     /// How long a saga may take, from the order's creation (`DEADLINE_MS`, default 5 s).
     deadline: Duration,
@@ -53,6 +54,7 @@ impl Service for OrderService {
     fn build(context: &ServiceContext, settings: Settings) -> anyhow::Result<Self> {
         Ok(OrderService {
             pool: context.pool.clone(),
+            outbox: context.outbox.clone(),
             metrics: SagaMetrics::new(&context.metrics)?,
             deadline: settings.deadline,
         })

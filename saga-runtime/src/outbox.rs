@@ -4,22 +4,23 @@
 //! the state change that caused it committed. [`relay`] publishes the unpublished rows in id
 //! order and marks them published once Kafka has acknowledged them (`acks=all`): a crash
 //! between the two publishes a row again, which the consumers' inboxes absorb, and so does a
-//! producer replaced after a fatal error (see [`Producer`]). The relay is
-//! woken by the commit (a NOTIFY from the table's trigger) and also polls now and then in case
-//! a notification was missed. Published rows are kept for [`RETENTION`] as the record of what
-//! the service emitted, then pruned.
+//! producer replaced after a fatal error (see [`Producer`]). Whoever commits a transaction that
+//! wrote to the outbox wakes the relay of its own process ([`Wake`]); the relay also polls now
+//! and then for rows another instance left behind when it died. Published rows are kept for
+//! [`RETENTION`] as the record of what the service emitted, then pruned.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use common_events::Envelope;
-use futures::{FutureExt, future::try_join_all};
+use futures::future::try_join_all;
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::FutureRecord,
     util::Timeout,
 };
-use sqlx::{PgConnection, PgPool, postgres::PgListener};
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -36,7 +37,22 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Any constant works: it names the one lock that lets a single relay publish at a time.
 const RELAY_LOCK: i64 = 0x0075_7462_6f78;
 
-/// Writes `event` to the outbox inside the caller's transaction.
+/// Wakes the relay. An in-process signal rather than a NOTIFY from the table: a NOTIFY costs
+/// the database a queue entry, a signal to the listening backend and, at commit, a lock that
+/// every notifying transaction of the cluster takes in turn.
+#[derive(Clone, Default)]
+pub struct Wake(Arc<Notify>);
+
+impl Wake {
+    /// Call after committing a transaction that wrote to the outbox. Wakes that come while
+    /// the relay is busy make one more batch, not one each.
+    pub fn committed(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Writes `event` to the outbox inside the caller's transaction; after the commit, call
+/// [`Wake::committed`].
 pub async fn append(conn: &mut PgConnection, event: &Envelope) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO outbox (order_id, event_id, event_type, payload) VALUES ($1, $2, $3, $4)",
@@ -57,15 +73,9 @@ pub async fn relay(
     producer: &Producer,
     topic: String,
     metrics: Metrics,
+    wake: Wake,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut listener = PgListener::connect_with(&pool)
-        .await
-        .context("cannot listen for outbox notifications")?;
-    listener
-        .listen("outbox")
-        .await
-        .context("cannot LISTEN outbox")?;
     let mut failures = Backoff::DEFAULT.start();
     let mut last_pruned: Option<std::time::Instant> = None;
     loop {
@@ -89,12 +99,9 @@ pub async fn relay(
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
-                    _ = listener.recv() => {}
+                    _ = wake.0.notified() => {}
                     _ = tokio::time::sleep(POLL_FALLBACK) => {}
                 }
-                // Commits that notified meanwhile are all read by the next batch: one batch for
-                // them all, not one each (most would find nothing left to publish).
-                while let Some(Ok(_)) = listener.recv().now_or_never() {}
             }
             Err(error) => {
                 metrics.error(metrics::PUBLISH, "kafka");

@@ -33,6 +33,8 @@ use crate::{
 pub struct ServiceContext {
     pub pool: PgPool,
     pub metrics: Metrics,
+    /// To wake the outbox relay after committing what the service wrote outside the consumer.
+    pub outbox: outbox::Wake,
 }
 
 /// A saga participant: its name, port, database and migrations, its own settings, and how it
@@ -94,6 +96,7 @@ pub struct App<S> {
     pool: PgPool,
     producer: Arc<Producer>,
     metrics: Metrics,
+    outbox: outbox::Wake,
     listener: TcpListener,
     started: Instant,
 }
@@ -107,9 +110,11 @@ impl<S: Service> App<S> {
         kafka::ensure_topics(&config.kafka).await?;
         let metrics = Metrics::new(S::NAME, S::CONSUMES, S::PRODUCES)?;
         let producer = Arc::new(Producer::new(&config.kafka, metrics.clone())?);
+        let outbox = outbox::Wake::default();
         let context = ServiceContext {
             pool: pool.clone(),
             metrics: metrics.clone(),
+            outbox: outbox.clone(),
         };
         let service = Arc::new(S::build(&context, settings)?);
         let listener = TcpListener::bind(config.http.addr)
@@ -121,6 +126,7 @@ impl<S: Service> App<S> {
             pool,
             producer,
             metrics,
+            outbox,
             listener,
             started,
         })
@@ -142,6 +148,7 @@ impl<S: Service> App<S> {
             pool,
             producer,
             metrics,
+            outbox,
             listener,
             started,
         } = self;
@@ -168,6 +175,7 @@ impl<S: Service> App<S> {
             pool: pool.clone(),
             producer: producer.clone(),
             metrics: metrics.clone(),
+            outbox: outbox.clone(),
         };
         let consumer_config = config.clone();
         let consumer_stop = stop.clone();
@@ -184,7 +192,8 @@ impl<S: Service> App<S> {
             // A relay that fails stops the service: running on without it would publish nothing.
             let stop = stop.clone();
             async move {
-                let relayed = outbox::relay(pool, &producer, topic, metrics, relay_stop).await;
+                let relayed =
+                    outbox::relay(pool, &producer, topic, metrics, outbox, relay_stop).await;
                 if relayed.is_err() {
                     stop.cancel();
                 }

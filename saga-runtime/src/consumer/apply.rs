@@ -1,6 +1,7 @@
 //! Applying events: a batch of events of different orders in one database transaction. Each
 //! is claimed in the inbox and, if it is new, handled; the outcomes are recorded; then one
-//! commit makes all of it durable at once, or none of it.
+//! commit makes all of it durable at once, or none of it, and wakes the outbox relay if an
+//! event was applied.
 
 use anyhow::Context;
 use common_events::Envelope;
@@ -8,7 +9,7 @@ use sqlx::PgPool;
 use tracing::Instrument;
 
 use super::{EventHandler, Job, Outcome};
-use crate::inbox;
+use crate::{inbox, outbox};
 
 /// What became of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +24,7 @@ pub enum Done {
 /// Applies `jobs` (at most one per order) in one transaction; their outcomes, in order.
 pub async fn apply<H: EventHandler>(
     pool: &PgPool,
+    outbox: &outbox::Wake,
     handler: &H,
     jobs: &[&Job],
 ) -> anyhow::Result<Vec<Done>> {
@@ -63,6 +65,9 @@ pub async fn apply<H: EventHandler>(
         .await
         .context("cannot record ignored events")?;
     tx.commit().await.context("cannot commit")?;
+    if done.contains(&Done::Applied) {
+        outbox.committed();
+    }
     Ok(done)
 }
 

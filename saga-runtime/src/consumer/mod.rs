@@ -59,6 +59,7 @@ use crate::{
     config::Config,
     kafka::{self, Producer},
     metrics::{self, Metrics},
+    outbox,
 };
 
 /// What a handler did with an event.
@@ -101,6 +102,7 @@ pub struct Parts<H> {
     pub pool: PgPool,
     pub producer: Arc<Producer>,
     pub metrics: Metrics,
+    pub outbox: outbox::Wake,
 }
 
 /// Runs the consumer until `shutdown`.
@@ -118,6 +120,7 @@ pub async fn run<H: EventHandler>(
         },
         handler: parts.handler,
         pool: parts.pool,
+        outbox: parts.outbox,
         metrics: parts.metrics,
         config: config.clone(),
         state: Mutex::new(State::default()),
@@ -231,6 +234,7 @@ struct Watermark {
 struct Consumer<H> {
     handler: Arc<H>,
     pool: PgPool,
+    outbox: outbox::Wake,
     metrics: Metrics,
     config: Config,
     dead_letters: DeadLetters,
@@ -456,7 +460,7 @@ impl<H: EventHandler> Consumer<H> {
         let mut failures = self.config.consumer.retry.start();
         loop {
             let jobs: Vec<&Job> = batch.iter().collect();
-            match apply(&self.pool, &*self.handler, &jobs).await {
+            match apply(&self.pool, &self.outbox, &*self.handler, &jobs).await {
                 Ok(done) => {
                     for (job, done) in batch.into_iter().zip(done) {
                         self.record(&job, done);
@@ -508,7 +512,7 @@ impl<H: EventHandler> Consumer<H> {
             let event_type = job.event.event.event_type();
             let (mut failures, mut attempts) = (self.config.consumer.retry.start(), 0);
             loop {
-                let error = match apply(&self.pool, &*self.handler, &[&job]).await {
+                let error = match apply(&self.pool, &self.outbox, &*self.handler, &[&job]).await {
                     Ok(done) => {
                         self.record(&job, done[0]);
                         break;
