@@ -58,7 +58,7 @@ impl EventHandler for DeadlineService {
         Ok(if written.rows_affected() == 0 {
             Outcome::Ignored(otherwise)
         } else {
-            Outcome::Applied
+            Outcome::Applied(None)
         })
     }
 }

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use common_events::{Envelope, Event, EventType};
 use rust_decimal::Decimal;
-use saga_runtime::{EventHandler, Outcome, outbox};
+use saga_runtime::{EventHandler, Outcome};
 use sqlx::PgConnection;
 
 use crate::{
@@ -78,8 +78,7 @@ impl EventHandler for ExchangeService {
                 emit
             }
         };
-        outbox::append(conn, &event.follow_up(emit)).await?;
-        Ok(Outcome::Applied)
+        Ok(Outcome::Applied(Some(emit)))
     }
 }
 

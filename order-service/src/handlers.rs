@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use common_events::{Envelope, EventType};
-use saga_runtime::{EventHandler, Outcome, outbox};
+use saga_runtime::{EventHandler, Outcome};
 use sqlx::PgConnection;
 
 use crate::{
@@ -67,9 +67,6 @@ impl EventHandler for OrderService {
             self.metrics.finished(order.status.as_str(), seconds);
             tracing::info!(status = order.status.as_str(), "order status changed");
         }
-        if let Some(emit) = emit {
-            outbox::append(conn, &event.follow_up(emit)).await?;
-        }
-        Ok(Outcome::Applied)
+        Ok(Outcome::Applied(emit))
     }
 }

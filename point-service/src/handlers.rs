@@ -5,7 +5,7 @@
 use chrono::Utc;
 use common_events::{Envelope, EventType};
 use rust_decimal::Decimal;
-use saga_runtime::{EventHandler, Outcome, outbox};
+use saga_runtime::{EventHandler, Outcome};
 use sqlx::PgConnection;
 
 use crate::{
@@ -70,8 +70,7 @@ impl EventHandler for PointService {
         .bind(entry.compensated)
         .execute(&mut *conn)
         .await?;
-        outbox::append(conn, &event.follow_up(emit)).await?;
-        Ok(Outcome::Applied)
+        Ok(Outcome::Applied(Some(emit)))
     }
 }
 

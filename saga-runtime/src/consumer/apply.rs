@@ -1,7 +1,7 @@
 //! Applying events: a batch of events of different orders in one database transaction. Each
 //! is claimed in the inbox and, if it is new, handled; the outcomes are recorded; then one
-//! commit makes all of it durable at once, or none of it, and wakes the outbox relay if an
-//! event was applied.
+//! commit makes all of it durable at once, or none of it, with the events they cause; then it
+//! wakes the outbox relay if there are any.
 
 use anyhow::Context;
 use common_events::Envelope;
@@ -35,6 +35,7 @@ pub async fn apply<H: EventHandler>(
         .context("cannot claim events in the inbox")?;
     let mut done = Vec::with_capacity(jobs.len());
     let mut ignored = Vec::new();
+    let mut emitted = false;
     for (job, fresh) in jobs.iter().zip(fresh) {
         if !fresh {
             done.push(Done::Duplicate);
@@ -54,7 +55,13 @@ pub async fn apply<H: EventHandler>(
                 )
             })?;
         done.push(match outcome {
-            Outcome::Applied => Done::Applied,
+            Outcome::Applied(emit) => {
+                if let Some(emit) = emit {
+                    outbox::append(&mut tx, &event.follow_up(emit)).await?;
+                    emitted = true;
+                }
+                Done::Applied
+            }
             Outcome::Ignored(reason) => {
                 ignored.push((event.event_id, reason));
                 Done::Ignored(reason)
@@ -65,7 +72,7 @@ pub async fn apply<H: EventHandler>(
         .await
         .context("cannot record ignored events")?;
     tx.commit().await.context("cannot commit")?;
-    if done.contains(&Done::Applied) {
+    if emitted {
         outbox.committed();
     }
     Ok(done)

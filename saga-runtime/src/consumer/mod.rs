@@ -34,7 +34,7 @@ use std::{
 };
 
 use anyhow::Context;
-use common_events::{Envelope, EventType};
+use common_events::{Envelope, Event, EventType};
 use rdkafka::{
     ClientContext, Message, Offset, TopicPartitionList,
     consumer::{
@@ -63,9 +63,11 @@ use crate::{
 };
 
 /// What a handler did with an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Applied,
+    /// Acted on. The event it causes, if any, is written to the outbox in the same
+    /// transaction.
+    Applied(Option<Event>),
     /// Recorded in the inbox with this reason, but not acted on (SPEC §4 rules 2–4).
     Ignored(&'static str),
 }
@@ -87,8 +89,8 @@ pub trait EventHandler: Send + Sync + 'static {
         async {}
     }
 
-    /// Applies `event` inside the transaction `conn`, writing state and outbox rows there. An
-    /// error rolls the transaction back and the event is tried again.
+    /// Applies `event` inside the transaction `conn`, writing its state there, and says what
+    /// to emit. An error rolls the transaction back and the event is tried again.
     fn handle(
         &self,
         conn: &mut PgConnection,
