@@ -123,17 +123,22 @@ async fn fire_due(
         .fetch_all(&mut *tx)
         .await
         .context("cannot take due deadlines")?;
-        for (order_id, deadline, fired_at) in &fired {
-            let reached = Envelope::new(*order_id, *deadline, Event::DeadlineReached);
-            outbox::append(&mut tx, &reached).await?;
+        let reached: Vec<Envelope> = fired
+            .iter()
+            .map(|(order_id, deadline, _)| {
+                Envelope::new(*order_id, *deadline, Event::DeadlineReached)
+            })
+            .collect();
+        outbox::append(&mut tx, &reached).await?;
+        tx.commit().await.context("cannot commit fired deadlines")?;
+        for (event, (_, deadline, fired_at)) in reached.iter().zip(&fired) {
             tracing::info!(
-                order.id = order_id,
-                event.id = %reached.event_id,
+                order.id = event.order_id,
+                event.id = %event.event_id,
                 lateness_ms = (*fired_at - *deadline).num_milliseconds(),
                 "deadline reached"
             );
         }
-        tx.commit().await.context("cannot commit fired deadlines")?;
         if !fired.is_empty() {
             outbox.committed();
         }

@@ -1,5 +1,8 @@
 //! The order service's reactions to `PointUsed`, `PointUseFailed`, `DeadlineReached` and
-//! `PointRefunded`: lock the order, decide, write the new state and its event together.
+//! `PointRefunded`: lock the batch's orders, decide each, write the new states and their events
+//! together.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use common_events::{Envelope, EventType};
@@ -13,6 +16,7 @@ use crate::{
 
 #[derive(sqlx::FromRow)]
 struct OrderRow {
+    id: i64,
     status: String,
     reason: Option<String>,
     compensation: Option<String>,
@@ -27,46 +31,96 @@ impl EventHandler for OrderService {
         EventType::PointRefunded,
     ];
 
-    async fn handle(&self, conn: &mut PgConnection, event: &Envelope) -> anyhow::Result<Outcome> {
-        let row: Option<OrderRow> = sqlx::query_as(
-            "SELECT status, reason, compensation, created_at FROM orders WHERE id = $1 FOR UPDATE",
+    async fn handle(
+        &self,
+        conn: &mut PgConnection,
+        events: &[&Envelope],
+    ) -> anyhow::Result<Vec<Outcome>> {
+        let ids: Vec<i64> = events.iter().map(|e| e.order_id).collect();
+        // The row locks are held to commit, so each check and its change are one step. Taken
+        // in id order, so that two batches never wait for each other's locks in a cycle.
+        let rows: Vec<OrderRow> = sqlx::query_as(
+            "SELECT id, status, reason, compensation, created_at FROM orders
+             WHERE id = ANY($1) ORDER BY id FOR UPDATE",
         )
-        .bind(event.order_id)
-        .fetch_optional(&mut *conn)
+        .bind(&ids)
+        .fetch_all(&mut *conn)
         .await?;
-        let (current, created_at) = match row {
-            Some(row) => {
-                let order = Order {
-                    status: Status::parse(&row.status)
-                        .ok_or_else(|| anyhow::anyhow!("unknown status {}", row.status))?,
-                    reason: row.reason,
-                    compensation: row.compensation.as_deref().and_then(Compensation::parse),
-                };
-                (Some(order), row.created_at)
+        let mut current = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let order = Order {
+                status: Status::parse(&row.status)
+                    .ok_or_else(|| anyhow::anyhow!("unknown status {}", row.status))?,
+                reason: row.reason,
+                compensation: row.compensation.as_deref().and_then(Compensation::parse),
+            };
+            current.insert(row.id, (order, row.created_at));
+        }
+        let now = Utc::now();
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut changes = Changes::default();
+        let mut finished = Vec::new();
+        for event in events {
+            let before = current.get(&event.order_id);
+            let expired = event.is_expired(now);
+            match domain::decide(before.map(|(order, _)| order), &event.event, expired) {
+                Decision::Ignore(reason) => outcomes.push(Outcome::Ignored(reason)),
+                Decision::Change { order, emit } => {
+                    if let Some((before, created_at)) = before
+                        && before.status != order.status
+                    {
+                        finished.push((event, order.status, now - *created_at));
+                    }
+                    changes.push(event.order_id, order);
+                    outcomes.push(Outcome::Applied(emit));
+                }
             }
-            None => (None, Utc::now()),
-        };
-        // The row lock is held from here to commit, so the check and the change are one step.
-        let decision = domain::decide(current.as_ref(), &event.event, event.is_expired(Utc::now()));
-        let (order, emit) = match decision {
-            Decision::Ignore(reason) => return Ok(Outcome::Ignored(reason)),
-            Decision::Change { order, emit } => (order, emit),
-        };
+        }
+        if changes.ids.is_empty() {
+            return Ok(outcomes);
+        }
         sqlx::query(
-            "UPDATE orders SET status = $2, reason = $3, compensation = $4, updated_at = now()
-             WHERE id = $1",
+            "UPDATE orders SET status = new.status, reason = new.reason,
+                 compensation = new.compensation, updated_at = now()
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
+                 AS new (id, status, reason, compensation)
+             WHERE orders.id = new.id",
         )
-        .bind(event.order_id)
-        .bind(order.status.as_str())
-        .bind(&order.reason)
-        .bind(order.compensation.map(Compensation::as_str))
+        .bind(&changes.ids)
+        .bind(&changes.statuses)
+        .bind(&changes.reasons)
+        .bind(&changes.compensations)
         .execute(&mut *conn)
         .await?;
-        if current.is_some_and(|before| before.status != order.status) {
-            let seconds = (Utc::now() - created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-            self.metrics.finished(order.status.as_str(), seconds);
-            tracing::info!(status = order.status.as_str(), "order status changed");
+        for (event, status, took) in finished {
+            let seconds = took.num_microseconds().unwrap_or(0) as f64 / 1e6;
+            self.metrics.finished(status.as_str(), seconds);
+            tracing::info!(
+                order.id = event.order_id,
+                event.id = %event.event_id,
+                status = status.as_str(),
+                "order status changed"
+            );
         }
-        Ok(Outcome::Applied(emit))
+        Ok(outcomes)
+    }
+}
+
+/// The new states of the batch's orders, as columns.
+#[derive(Default)]
+struct Changes {
+    ids: Vec<i64>,
+    statuses: Vec<&'static str>,
+    reasons: Vec<Option<String>>,
+    compensations: Vec<Option<&'static str>>,
+}
+
+impl Changes {
+    fn push(&mut self, id: i64, order: Order) {
+        self.ids.push(id);
+        self.statuses.push(order.status.as_str());
+        self.reasons.push(order.reason);
+        self.compensations
+            .push(order.compensation.map(Compensation::as_str));
     }
 }

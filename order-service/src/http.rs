@@ -134,7 +134,7 @@ async fn create(
             amount,
         },
     );
-    outbox::append(&mut tx, &created).await?;
+    outbox::append(&mut tx, std::slice::from_ref(&created)).await?;
     tx.commit().await?;
     service.outbox.committed();
     tracing::info!(order.id = order.id, event.id = %created.event_id, "order created");

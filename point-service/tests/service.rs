@@ -70,6 +70,34 @@ async fn more_points_than_the_balance_are_refused_with_the_reason_and_nothing_ta
 }
 
 #[tokio::test]
+async fn two_sagas_of_one_holder_each_see_the_points_the_other_took() -> anyhow::Result<()> {
+    let app = app_with_account(1000).await?;
+    // Published together, they usually arrive in one batch, which decides them in turn.
+    let (first, second) = (
+        event(11, 30_000, exchanged(600)),
+        event(12, 30_000, exchanged(600)),
+    );
+    tokio::try_join!(app.publish(&first), app.publish(&second))?;
+    let mut emitted = Vec::new();
+    for order in [11, 12] {
+        let outcome = e2e_tests::wait_until(e2e_tests::in_process::PATIENCE, || async {
+            app.events(order).await.ok()?.into_iter().find(|e| {
+                matches!(
+                    e.event.event_type(),
+                    EventType::PointUsed | EventType::PointUseFailed
+                )
+            })
+        })
+        .await?;
+        emitted.push(outcome.event.event_type());
+    }
+    emitted.sort_by_key(|t| t.as_str());
+    assert_eq!(emitted, [EventType::PointUseFailed, EventType::PointUsed]);
+    assert_eq!(balance(&app).await?, Decimal::from(400));
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_holder_without_an_account_is_refused_at_once() -> anyhow::Result<()> {
     let app = TestApp::spawn::<PointService>((), &[]).await?;
     app.publish(&event(3, 30_000, exchanged(500))).await?;

@@ -51,19 +51,31 @@ impl Wake {
     }
 }
 
-/// Writes `event` to the outbox inside the caller's transaction; after the commit, call
-/// [`Wake::committed`].
-pub async fn append(conn: &mut PgConnection, event: &Envelope) -> anyhow::Result<()> {
+/// Writes `events` to the outbox, in one statement, inside the caller's transaction; after the
+/// commit, call [`Wake::committed`].
+pub async fn append(conn: &mut PgConnection, events: &[Envelope]) -> anyhow::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let orders: Vec<i64> = events.iter().map(|e| e.order_id).collect();
+    let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e.event.event_type().as_str())
+        .collect();
+    let payloads: Vec<String> = events.iter().map(Envelope::to_json).collect();
+    // Rows get their ids in the events' order.
     sqlx::query(
-        "INSERT INTO outbox (order_id, event_id, event_type, payload) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO outbox (order_id, event_id, event_type, payload)
+         SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[])",
     )
-    .bind(event.order_id)
-    .bind(event.event_id)
-    .bind(event.event.event_type().as_str())
-    .bind(event.to_json())
+    .bind(orders)
+    .bind(ids)
+    .bind(types)
+    .bind(payloads)
     .execute(conn)
     .await
-    .context("cannot write event to outbox")?;
+    .context("cannot write events to the outbox")?;
     Ok(())
 }
 

@@ -6,7 +6,6 @@
 use anyhow::Context;
 use common_events::Envelope;
 use sqlx::PgPool;
-use tracing::Instrument;
 
 use super::{EventHandler, Job, Outcome};
 use crate::{inbox, outbox};
@@ -33,33 +32,37 @@ pub async fn apply<H: EventHandler>(
     let fresh = inbox::claim(&mut tx, &events)
         .await
         .context("cannot claim events in the inbox")?;
+    let new_events: Vec<&Envelope> = events
+        .iter()
+        .zip(&fresh)
+        .filter_map(|(event, fresh)| fresh.then_some(*event))
+        .collect();
+    let outcomes = if new_events.is_empty() {
+        Vec::new()
+    } else {
+        handler
+            .handle(&mut tx, &new_events)
+            .await
+            .with_context(|| format!("cannot handle {}", describe(&new_events)))?
+    };
+    anyhow::ensure!(
+        outcomes.len() == new_events.len(),
+        "the handler gave {} outcomes for {} events",
+        outcomes.len(),
+        new_events.len()
+    );
+    let mut outcomes = new_events.iter().zip(outcomes);
     let mut done = Vec::with_capacity(jobs.len());
     let mut ignored = Vec::new();
-    let mut emitted = false;
-    for (job, fresh) in jobs.iter().zip(fresh) {
-        if !fresh {
+    let mut emitted = Vec::new();
+    for fresh in fresh {
+        let Some((event, outcome)) = fresh.then(|| outcomes.next()).flatten() else {
             done.push(Done::Duplicate);
             continue;
-        }
-        let event = &job.event;
-        let outcome = handler
-            .handle(&mut tx, event)
-            .instrument(job.span())
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot handle {} {} of order {}",
-                    event.event.event_type(),
-                    event.event_id,
-                    event.order_id
-                )
-            })?;
+        };
         done.push(match outcome {
             Outcome::Applied(emit) => {
-                if let Some(emit) = emit {
-                    outbox::append(&mut tx, &event.follow_up(emit)).await?;
-                    emitted = true;
-                }
+                emitted.extend(emit.map(|emit| event.follow_up(emit)));
                 Done::Applied
             }
             Outcome::Ignored(reason) => {
@@ -68,14 +71,31 @@ pub async fn apply<H: EventHandler>(
             }
         });
     }
+    outbox::append(&mut tx, &emitted).await?;
     inbox::mark_ignored(&mut tx, &ignored)
         .await
         .context("cannot record ignored events")?;
     tx.commit().await.context("cannot commit")?;
-    if emitted {
+    if !emitted.is_empty() {
         outbox.committed();
     }
     Ok(done)
+}
+
+/// Names events for an error: the one, or how many and of which orders.
+fn describe(events: &[&Envelope]) -> String {
+    match events {
+        [event] => format!(
+            "{} {} of order {}",
+            event.event.event_type(),
+            event.event_id,
+            event.order_id
+        ),
+        _ => {
+            let orders: Vec<String> = events.iter().map(|e| e.order_id.to_string()).collect();
+            format!("{} events of orders {}", events.len(), orders.join(", "))
+        }
+    }
 }
 
 /// Whether `error` is the infrastructure's rather than the event's: the database unreachable,

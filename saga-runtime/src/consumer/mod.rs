@@ -89,13 +89,16 @@ pub trait EventHandler: Send + Sync + 'static {
         async {}
     }
 
-    /// Applies `event` inside the transaction `conn`, writing its state there, and says what
-    /// to emit. An error rolls the transaction back and the event is tried again.
+    /// Applies `events`, each of a different order, inside the transaction `conn`, and says
+    /// what became of each, in order. A handler reads the states of all of them at once,
+    /// decides each, and writes the changes with a statement for all of them, not one per
+    /// event: statements cost round trips. An error rolls the transaction back and the events
+    /// are tried again.
     fn handle(
         &self,
         conn: &mut PgConnection,
-        event: &Envelope,
-    ) -> impl Future<Output = anyhow::Result<Outcome>> + Send;
+        events: &[&Envelope],
+    ) -> impl Future<Output = anyhow::Result<Vec<Outcome>>> + Send;
 }
 
 /// What the consumer needs from the service it runs in.
