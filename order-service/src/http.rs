@@ -5,13 +5,11 @@ use std::sync::Arc;
 
 use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
-use common_events::{Envelope, Event};
 use rust_decimal::Decimal;
 use saga_runtime::{
     http::{ApiError, ErrorBody, JsonBody, Page, PathParam, QueryParams, found, path_id},
     input::{Amount, Id},
     openapi::{DecimalText, string_enum},
-    outbox,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,13 +22,14 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     OrderService,
     domain::{Compensation, Status},
+    group_commit,
 };
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = Order)]
 pub struct OrderView {
-    id: i64,
+    pub id: i64,
     holder_id: String,
     currency_id: Option<String>,
     #[schema(value_type = DecimalText)]
@@ -68,6 +67,7 @@ macro_rules! columns {
         "id, holder_id, currency_id, amount, status, reason, deadline, compensation, created_at, updated_at"
     };
 }
+pub(crate) use columns;
 
 /// The routes with their OpenAPI operations, built together so neither can change alone.
 pub fn router() -> OpenApiRouter<Arc<OrderService>> {
@@ -108,36 +108,16 @@ async fn create(
     State(service): State<Arc<OrderService>>,
     JsonBody(order): JsonBody<NewOrder>,
 ) -> Result<(StatusCode, Json<OrderView>), ApiError> {
-    let holder_id = order.holder_id.into_string();
-    let currency_id = order.currency_id.map(Id::into_string);
-    let amount = order.amount.value();
-    let deadline = Utc::now() + service.deadline;
-
-    let mut tx = service.pool.begin().await?;
-    let order: OrderView = sqlx::query_as(concat!(
-        "INSERT INTO orders (holder_id, currency_id, amount, deadline) VALUES ($1, $2, $3, $4)
-         RETURNING ",
-        columns!()
-    ))
-    .bind(&holder_id)
-    .bind(&currency_id)
-    .bind(amount)
-    .bind(deadline)
-    .fetch_one(&mut *tx)
-    .await?;
-    let created = Envelope::new(
-        order.id,
-        deadline,
-        Event::OrderCreated {
-            holder_id,
-            currency_id,
-            amount,
-        },
-    );
-    outbox::append(&mut tx, std::slice::from_ref(&created)).await?;
-    tx.commit().await?;
-    service.outbox.committed();
-    tracing::info!(order.id = order.id, event.id = %created.event_id, "order created");
+    let order = group_commit::Order {
+        holder_id: order.holder_id.into_string(),
+        currency_id: order.currency_id.map(Id::into_string),
+        amount: order.amount.value(),
+        deadline: Utc::now() + service.deadline,
+    };
+    let order = service
+        .placing
+        .place(&service.pool, &service.outbox, order)
+        .await?;
     Ok((StatusCode::CREATED, Json(order)))
 }
 

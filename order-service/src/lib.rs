@@ -2,12 +2,14 @@
 //! from what the other services report (SPEC §3, §4).
 
 pub mod domain;
+mod group_commit;
 mod handlers;
 pub mod http;
 
 use std::{sync::Arc, time::Duration};
 
 use common_events::EventType;
+use group_commit::GroupCommit;
 use prometheus::{HistogramVec, IntCounterVec};
 use saga_runtime::{Service, ServiceContext, config::Vars, metrics::Metrics, outbox};
 use sqlx::{PgPool, migrate::Migrator};
@@ -18,6 +20,8 @@ static MIGRATIONS: Migrator = sqlx::migrate!();
 pub struct OrderService {
     pool: PgPool,
     outbox: outbox::Wake,
+    /// `POST /orders` writes through it.
+    placing: GroupCommit,
     metrics: SagaMetrics,
     /// How long a saga may take, from the order's creation (`DEADLINE_MS`, default 5 s).
     deadline: Duration,
@@ -55,6 +59,7 @@ impl Service for OrderService {
         Ok(OrderService {
             pool: context.pool.clone(),
             outbox: context.outbox.clone(),
+            placing: GroupCommit::default(),
             metrics: SagaMetrics::new(&context.metrics)?,
             deadline: settings.deadline,
         })

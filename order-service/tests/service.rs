@@ -66,6 +66,37 @@ async fn an_order_is_created_with_its_deadline_and_announced() -> anyhow::Result
 }
 
 #[tokio::test]
+async fn orders_placed_at_once_are_written_together_and_each_answer_is_its_own()
+-> anyhow::Result<()> {
+    let app = app().await?;
+    // Sent at once, most of them queue behind the first write and are written together.
+    let answers = futures::future::try_join_all((1..=40).map(|n| {
+        let body = json!({ "holderId": format!("holder-{n}"), "amount": n.to_string() });
+        let app = &app;
+        async move { app.post("/orders", &body).await }
+    }))
+    .await?;
+    let mut ids = std::collections::HashSet::new();
+    for (n, (status, order)) in (1..=40).zip(answers) {
+        assert_eq!(status, 201, "{order}");
+        assert_eq!(order["holderId"], format!("holder-{n}"));
+        assert_eq!(order["amount"], n.to_string());
+        let id = order["id"].as_i64().unwrap_or_default();
+        assert!(ids.insert(id), "order {id} answered twice");
+        let created = app.emitted(id, EventType::OrderCreated).await?;
+        assert_eq!(
+            created.event,
+            Event::OrderCreated {
+                holder_id: format!("holder-{n}"),
+                currency_id: None,
+                amount: Decimal::from(n)
+            }
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn points_used_in_time_approve_the_order_and_a_late_deadline_changes_nothing()
 -> anyhow::Result<()> {
     let app = app().await?;
