@@ -32,7 +32,8 @@ impl PrivateKafka {
     /// Formats a fresh data directory and starts the broker; returns once it serves requests.
     pub async fn start(name: &str) -> anyhow::Result<PrivateKafka> {
         let dir = fresh_dir(&format!("kafka-{name}"))?;
-        let (port, controller) = (free_port()?, free_port()?);
+        let port = free_port(&[])?;
+        let controller = free_port(&[port])?;
         let properties = std::fs::read_to_string(repository().join("kafka/server.properties"))?
             .replace(":9092", &format!(":{port}"))
             .replace(":9093", &format!(":{controller}"));
@@ -121,7 +122,7 @@ impl PrivatePostgres {
         let dir = fresh_dir(&format!("pg-{name}"))?;
         let bin = postgres_bin()?;
         let postgres = PrivatePostgres {
-            port: free_port()?,
+            port: free_port(&[])?,
             dir,
             bin,
         };

@@ -110,7 +110,8 @@ impl Stack {
         create_topic(&servers.kafka, &topic).await?;
         let mut ports = HashMap::new();
         for service in SERVICES.iter().chain(&["gateway"]) {
-            ports.insert(service.to_string(), free_port()?);
+            let taken: Vec<u16> = ports.values().copied().collect();
+            ports.insert(service.to_string(), free_port(&taken)?);
         }
         let mut base: HashMap<String, String> = [
             ("KAFKA_BOOTSTRAP", servers.kafka.clone()),
@@ -163,7 +164,8 @@ impl Stack {
         extra: &[(&str, &str)],
     ) -> anyhow::Result<()> {
         if !self.ports.contains_key(instance) {
-            self.ports.insert(instance.to_string(), free_port()?);
+            let taken: Vec<u16> = self.ports.values().copied().collect();
+            self.ports.insert(instance.to_string(), free_port(&taken)?);
         }
         let binary = target_dir()?.join(if service == "gateway" {
             "gateway".to_string()
@@ -690,8 +692,20 @@ pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
     Ok(deps.parent().context("deps has no parent")?.to_path_buf())
 }
 
-pub(crate) fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A port that is free now and not among `taken`. A port just released is handed out again,
+/// so ports of one stack must be told apart here: a stopped service keeps its port for its
+/// restart, and two services given the same port would answer for each other.
+pub(crate) fn free_port(taken: &[u16]) -> anyhow::Result<u16> {
+    // Listeners whose port was taken stay open, so the next bind gets another port.
+    let mut held = Vec::new();
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        if !taken.contains(&port) {
+            return Ok(port);
+        }
+        held.push(listener);
+    }
 }
 
 pub(crate) async fn create_topic(bootstrap: &str, topic: &str) -> anyhow::Result<()> {
