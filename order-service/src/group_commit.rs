@@ -14,8 +14,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use chrono::{DateTime, Utc};
 use common_events::{Envelope, Event};
 use rust_decimal::Decimal;
-use saga_runtime::{http::ApiError, outbox};
-use sqlx::PgPool;
+use saga_runtime::{db::Held, http::ApiError, outbox};
+use sqlx::{Connection, PgPool, Postgres, Transaction};
 use tokio::sync::oneshot::{self, error::TryRecvError};
 
 use crate::http::{OrderView, columns};
@@ -30,24 +30,28 @@ pub struct Order {
 
 type Reply = Result<OrderView, String>;
 
-#[derive(Default)]
 pub struct GroupCommit {
     queue: Mutex<Vec<(Order, oneshot::Sender<Reply>)>>,
-    writing: tokio::sync::Mutex<()>,
+    /// Whoever holds it writes, on the connection the writers keep.
+    writing: tokio::sync::Mutex<Held>,
+    wake: outbox::Wake,
 }
 
 impl GroupCommit {
+    pub fn new(pool: PgPool, wake: outbox::Wake) -> Self {
+        GroupCommit {
+            queue: Mutex::default(),
+            writing: tokio::sync::Mutex::new(Held::new(pool)),
+            wake,
+        }
+    }
+
     /// Writes `order` with its `OrderCreated`, with whatever else is queued; returns once they
     /// are committed.
-    pub async fn place(
-        &self,
-        pool: &PgPool,
-        wake: &outbox::Wake,
-        order: Order,
-    ) -> Result<OrderView, ApiError> {
+    pub async fn place(&self, order: Order) -> Result<OrderView, ApiError> {
         let (reply, mut answer) = oneshot::channel();
         self.queue().push((order, reply));
-        let writing = self.writing.lock().await;
+        let mut writing = self.writing.lock().await;
         let reply = match answer.try_recv() {
             Ok(reply) => reply,
             // The holder that took this order was cancelled (its client went away) before it
@@ -56,9 +60,9 @@ impl GroupCommit {
             Err(TryRecvError::Empty) => {
                 let (orders, replies): (Vec<_>, Vec<_>) =
                     std::mem::take(&mut *self.queue()).into_iter().unzip();
-                match write(pool, orders).await {
+                match write(&mut writing, orders).await {
                     Ok(written) => {
-                        wake.committed();
+                        self.wake.committed();
                         for (reply, order) in replies.into_iter().zip(written) {
                             let _ = reply.send(Ok(order));
                         }
@@ -86,8 +90,31 @@ impl GroupCommit {
 
 /// Writes `orders` and their `OrderCreated` events in one transaction; the orders as written,
 /// in the same order.
-async fn write(pool: &PgPool, orders: Vec<Order>) -> anyhow::Result<Vec<OrderView>> {
-    let mut tx = pool.begin().await?;
+async fn write(conn: &mut Held, orders: Vec<Order>) -> anyhow::Result<Vec<OrderView>> {
+    let mut first_try = true;
+    loop {
+        let mut kept = conn.take().await?;
+        let tx = match kept.begin().await {
+            Ok(tx) => tx,
+            // The kept connection died with the database since its last use. Nothing was
+            // done, so the orders go to a connection from the pool, which checks it first.
+            Err(_) if first_try => {
+                first_try = false;
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let written = insert(tx, orders).await?;
+        conn.keep(kept);
+        return Ok(written);
+    }
+}
+
+/// Inserts `orders` and their `OrderCreated` events in `tx`, and commits.
+async fn insert(
+    mut tx: Transaction<'_, Postgres>,
+    orders: Vec<Order>,
+) -> anyhow::Result<Vec<OrderView>> {
     let holders: Vec<&str> = orders.iter().map(|o| o.holder_id.as_str()).collect();
     let currencies: Vec<Option<&str>> = orders.iter().map(|o| o.currency_id.as_deref()).collect();
     let amounts: Vec<Decimal> = orders.iter().map(|o| o.amount).collect();

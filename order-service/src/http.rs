@@ -114,10 +114,7 @@ async fn create(
         amount: order.amount.value(),
         deadline: Utc::now() + service.deadline,
     };
-    let order = service
-        .placing
-        .place(&service.pool, &service.outbox, order)
-        .await?;
+    let order = service.placing.place(order).await?;
     Ok((StatusCode::CREATED, Json(order)))
 }
 

@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 use common_events::EventType;
 use group_commit::GroupCommit;
 use prometheus::{HistogramVec, IntCounterVec};
-use saga_runtime::{Service, ServiceContext, config::Vars, metrics::Metrics, outbox};
+use saga_runtime::{Service, ServiceContext, config::Vars, metrics::Metrics};
 use sqlx::{PgPool, migrate::Migrator};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -19,7 +19,6 @@ static MIGRATIONS: Migrator = sqlx::migrate!();
 
 pub struct OrderService {
     pool: PgPool,
-    outbox: outbox::Wake,
     /// `POST /orders` writes through it.
     placing: GroupCommit,
     metrics: SagaMetrics,
@@ -58,8 +57,7 @@ impl Service for OrderService {
     fn build(context: &ServiceContext, settings: Settings) -> anyhow::Result<Self> {
         Ok(OrderService {
             pool: context.pool.clone(),
-            outbox: context.outbox.clone(),
-            placing: GroupCommit::default(),
+            placing: GroupCommit::new(context.pool.clone(), context.outbox.clone()),
             metrics: SagaMetrics::new(&context.metrics)?,
             deadline: settings.deadline,
         })

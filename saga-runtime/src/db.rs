@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::{
-    PgPool,
+    PgPool, Postgres,
     migrate::{MigrateDatabase, Migrator},
+    pool::PoolConnection,
     postgres::PgPoolOptions,
 };
 
@@ -48,4 +49,36 @@ pub async fn connect(
             .with_context(|| format!("cannot migrate database {database}"))?;
     }
     Ok(pool)
+}
+
+/// A connection that one task keeps from one transaction to the next: the consumer's batch
+/// applier, the outbox relay, the order service's writer. sqlx pings a connection when it goes
+/// back to the pool and again when it is taken (two round trips, each waking a backend), which
+/// under load cost as much as the statements of a small transaction.
+///
+/// A connection is kept only after it served a transaction that succeeded. One that failed, or
+/// whose task was cancelled while it was in use, goes back to the pool, which checks it, and the
+/// next use takes another from the pool.
+pub struct Held {
+    pool: PgPool,
+    kept: Option<PoolConnection<Postgres>>,
+}
+
+impl Held {
+    pub fn new(pool: PgPool) -> Self {
+        Held { pool, kept: None }
+    }
+
+    /// The connection kept after the last success, or one from the pool.
+    pub async fn take(&mut self) -> sqlx::Result<PoolConnection<Postgres>> {
+        match self.kept.take() {
+            Some(conn) => Ok(conn),
+            None => self.pool.acquire().await,
+        }
+    }
+
+    /// Keeps `conn` for the next use: call once it has served a transaction that succeeded.
+    pub fn keep(&mut self, conn: PoolConnection<Postgres>) {
+        self.kept = Some(conn);
+    }
 }

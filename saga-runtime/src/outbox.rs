@@ -19,11 +19,12 @@ use rdkafka::{
     producer::FutureRecord,
     util::Timeout,
 };
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    db::Held,
     kafka::Producer,
     metrics::{self, Metrics},
     retry::Backoff,
@@ -34,8 +35,9 @@ const POLL_FALLBACK: Duration = Duration::from_secs(1);
 /// How long published events stay in the outbox for the saga view.
 pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-/// Any constant works: it names the one lock that lets a single relay publish at a time.
-const RELAY_LOCK: i64 = 0x0075_7462_6f78;
+/// Begins a relay's transaction and takes the one lock that lets a single relay of a service
+/// publish at a time (any constant names it), in one round trip.
+const RELAY_BEGIN: &str = "BEGIN; SELECT pg_advisory_xact_lock(504463781752)";
 
 /// Wakes the relay. An in-process signal rather than a NOTIFY from the table: a NOTIFY costs
 /// the database a queue entry, a signal to the listening backend and, at commit, a lock that
@@ -90,6 +92,7 @@ pub async fn relay(
 ) -> anyhow::Result<()> {
     let mut failures = Backoff::DEFAULT.start();
     let mut last_pruned: Option<std::time::Instant> = None;
+    let mut conn = Held::new(pool.clone());
     loop {
         if last_pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
             last_pruned = Some(std::time::Instant::now());
@@ -100,7 +103,13 @@ pub async fn relay(
                 );
             }
         }
-        match publish_batch(&pool, producer, &topic, &metrics).await {
+        let published = async {
+            let mut kept = conn.take().await.context("cannot connect")?;
+            let published = publish_batch(&mut kept, producer, &topic, &metrics).await?;
+            conn.keep(kept);
+            anyhow::Ok(published)
+        };
+        match published.await {
             Ok(published) => {
                 failures.reset();
                 if published == BATCH as usize {
@@ -145,30 +154,32 @@ async fn prune(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Publishes up to [`BATCH`] unpublished rows, in id order, in three round trips: the lock
+/// with the `BEGIN`, the rows marked and read in one statement, and the commit once Kafka has
+/// acknowledged them. If Kafka fails, the transaction rolls back and the rows stay unpublished.
 async fn publish_batch(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     producer: &Producer,
     topic: &str,
     metrics: &Metrics,
 ) -> anyhow::Result<usize> {
-    let mut tx = pool.begin().await?;
     // With two instances of a service, two relays publishing at once could reorder a saga's
     // events; the transaction-scoped lock lets one publish while the other waits.
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(RELAY_LOCK)
-        .execute(&mut *tx)
-        .await?;
-    let rows: Vec<(i64, i64, uuid::Uuid, String, String)> = sqlx::query_as(
-        "SELECT id, order_id, event_id, event_type, payload FROM outbox
-         WHERE published_at IS NULL ORDER BY id LIMIT $1",
+    let mut tx = conn.begin_with(RELAY_BEGIN).await?;
+    let mut rows: Vec<(i64, i64, uuid::Uuid, String, String)> = sqlx::query_as(
+        "UPDATE outbox SET published_at = now()
+         WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1)
+         RETURNING id, order_id, event_id, event_type, payload",
     )
     .bind(BATCH)
     .fetch_all(&mut *tx)
     .await?;
     if rows.is_empty() {
+        tx.commit().await?;
         metrics.outbox_backlog.set(0);
         return Ok(0);
     }
+    rows.sort_unstable_by_key(|row| row.0);
     let kafka = producer.get();
     let sends = rows
         .iter()
@@ -198,15 +209,10 @@ async fn publish_batch(
         return Err(error);
     }
     producer.delivered();
-    let ids: Vec<i64> = rows.iter().map(|row| row.0).collect();
-    sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
     tx.commit().await?;
     let backlog: i64 = if rows.len() == BATCH as usize {
         sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?
     } else {
         0

@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use common_events::Envelope;
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection};
 
 use super::{EventHandler, Job, Outcome};
 use crate::{inbox, outbox};
@@ -20,14 +20,15 @@ pub enum Done {
     Duplicate,
 }
 
-/// Applies `jobs` (at most one per order) in one transaction; their outcomes, in order.
+/// Applies `jobs` (at most one per order) in one transaction on `conn`; their outcomes, in
+/// order.
 pub async fn apply<H: EventHandler>(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     outbox: &outbox::Wake,
     handler: &H,
     jobs: &[&Job],
 ) -> anyhow::Result<Vec<Done>> {
-    let mut tx = pool.begin().await.context("cannot begin transaction")?;
+    let mut tx = conn.begin().await.context("cannot begin transaction")?;
     let events: Vec<&Envelope> = jobs.iter().map(|job| &job.event).collect();
     let fresh = inbox::claim(&mut tx, &events)
         .await

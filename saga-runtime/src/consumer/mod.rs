@@ -57,6 +57,7 @@ use self::{
 };
 use crate::{
     config::Config,
+    db::Held,
     kafka::{self, Producer},
     metrics::{self, Metrics},
     outbox,
@@ -440,8 +441,10 @@ impl<H: EventHandler> Consumer<H> {
         }
     }
 
-    /// Applies the ready events in batches, one transaction each, until shutdown.
+    /// Applies the ready events in batches, one transaction each, until shutdown, on a
+    /// connection kept from one batch to the next.
     async fn apply_batches(self: Arc<Self>) {
+        let mut conn = Held::new(self.pool.clone());
         loop {
             let batch: Vec<Job> = {
                 let mut state = self.state();
@@ -457,15 +460,21 @@ impl<H: EventHandler> Consumer<H> {
             if self.shutdown.is_cancelled() {
                 return; // unfinished: fetched again after restart
             }
-            self.apply_batch(batch).await;
+            self.apply_batch(&mut conn, batch).await;
         }
     }
 
-    async fn apply_batch(self: &Arc<Self>, batch: Vec<Job>) {
+    async fn apply_batch(self: &Arc<Self>, conn: &mut Held, batch: Vec<Job>) {
         let mut failures = self.config.consumer.retry.start();
         loop {
             let jobs: Vec<&Job> = batch.iter().collect();
-            match apply(&self.pool, &self.outbox, &*self.handler, &jobs).await {
+            let applied = async {
+                let mut kept = conn.take().await.context("cannot connect")?;
+                let done = apply(&mut kept, &self.outbox, &*self.handler, &jobs).await?;
+                conn.keep(kept);
+                Ok(done)
+            };
+            match applied.await {
                 Ok(done) => {
                     for (job, done) in batch.into_iter().zip(done) {
                         self.record(&job, done);
@@ -517,7 +526,11 @@ impl<H: EventHandler> Consumer<H> {
             let event_type = job.event.event.event_type();
             let (mut failures, mut attempts) = (self.config.consumer.retry.start(), 0);
             loop {
-                let error = match apply(&self.pool, &self.outbox, &*self.handler, &[&job]).await {
+                let applied = async {
+                    let mut conn = self.pool.acquire().await.context("cannot connect")?;
+                    apply(&mut conn, &self.outbox, &*self.handler, &[&job]).await
+                };
+                let error = match applied.await {
                     Ok(done) => {
                         self.record(&job, done[0]);
                         break;
