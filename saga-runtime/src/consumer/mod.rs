@@ -668,7 +668,12 @@ impl<H: EventHandler> ConsumerContext for Events<H> {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if self.consumer.state().generation != self.generation {
+        // A replaced consumer, or one closing at shutdown, has nothing to report; and asking
+        // librdkafka for the assignment while the consumer closes can wait forever (a service
+        // stopped right after it joined its group hung here in its consumer's drop).
+        if self.consumer.state().generation != self.generation
+            || self.consumer.shutdown.is_cancelled()
+        {
             return;
         }
         let assigned = consumer.assignment().map_or(0, |a| a.count());
