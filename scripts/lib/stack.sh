@@ -106,8 +106,9 @@ service_start() {
   # worker thread unless told otherwise: here seven processes share the machine's cores, and a
   # second worker per process mostly hands tasks across threads (at 400 sagas/s, 3.82 and 3.87
   # ms of CPU per saga with one, 4.01 and 4.12 with one per core).
-  TOKIO_WORKER_THREADS=${TOKIO_WORKER_THREADS:-1} KAFKA_GROUP_INSTANCE_ID="$instance" PORT=$port ORDER_URL=$(urls_of order) \
-    EXCHANGE_URL=$(urls_of exchange) POINT_URL=$(urls_of point) DEADLINE_URL=$(urls_of deadline) \
+  TOKIO_WORKER_THREADS=${TOKIO_WORKER_THREADS:-1} KAFKA_GROUP_INSTANCE_ID="$instance" PORT=$port \
+    ORDER_URL=$(urls_of order) EXCHANGE_URL=$(urls_of exchange) POINT_URL=$(urls_of point) \
+    DEADLINE_URL=$(urls_of deadline) \
     setsid "$binary" >>"$LOGS/$instance.log" 2>&1 </dev/null &
   echo $! >"$RUN/$instance.pid"
   local probe=/readyz; [ "$name" = gateway ] && probe=/healthz
