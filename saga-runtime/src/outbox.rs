@@ -2,8 +2,9 @@
 //!
 //! [`append`] writes an event in the caller's transaction, so the event exists if and only if
 //! the state change that caused it committed. [`relay`] publishes the unpublished rows in id
-//! order and marks them published once Kafka has acknowledged them (`acks=all`): a crash
-//! between the two publishes a row again, which the consumers' inboxes absorb, and so does a
+//! order, marking them published in a transaction that commits only once Kafka has
+//! acknowledged them (`acks=all`; `published_at` is when the relay took them): a crash before
+//! the commit publishes a row again, which the consumers' inboxes absorb, and so does a
 //! producer replaced after a fatal error (see [`Producer`]). Whoever commits a transaction that
 //! wrote to the outbox wakes the relay of its own process ([`Wake`]); the relay also polls now
 //! and then for rows another instance left behind when it died. Published rows are kept for
