@@ -1,6 +1,6 @@
-//! The saga's events as they travel on Kafka (SPEC §3): an [`Envelope`] that every event shares
-//! and the [`Event`] itself. Plain serde types, no I/O, so every service and test speaks exactly
-//! the same JSON.
+//! The saga's events as they travel on Kafka (saga-rules §3): an [`Envelope`] that every event
+//! shares and the [`Event`] itself. Plain serde types, no I/O, so every service and test speaks
+//! exactly the same JSON.
 //!
 //! On the wire an event is one flat JSON object:
 //! `{"eventType":"OrderCreated","eventId":"…","timestamp":1666666399668,"orderId":7,
@@ -23,7 +23,8 @@ pub struct Envelope {
     /// When the event was created, in epoch milliseconds.
     pub timestamp: i64,
     pub order_id: OrderId,
-    /// Fixed once when the order is created and copied into every later event (SPEC §4 rule 1).
+    /// Fixed once when the order is created and copied into every later event
+    /// (saga-rules §4 rule 1).
     #[serde(with = "rfc3339_utc")]
     pub deadline: DateTime<Utc>,
     #[serde(flatten)]

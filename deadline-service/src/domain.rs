@@ -2,7 +2,7 @@
 //!
 //! `OrderCreated` schedules the deadline it carries, once. `OrderPlaced` and `OrderRejected`
 //! cancel it; a cancel for a deadline that has fired or was cancelled is a no-op, never an error
-//! (SPEC §4 rule 7). A cancel that arrives before the schedule (a replay, say) still leaves a
+//! (saga-rules §4 rule 7). A cancel that arrives before the schedule (a replay, say) still leaves a
 //! cancelled deadline behind, so the late `OrderCreated` cannot schedule a dead saga's deadline.
 
 use chrono::{DateTime, Utc};

@@ -1,5 +1,5 @@
 //! The deadline service: keeps every saga's deadline durably and emits `DeadlineReached` when
-//! one passes before the saga has ended (SPEC §4 rule 7).
+//! one passes before the saga has ended (saga-rules §4 rule 7).
 
 pub mod domain;
 mod handlers;

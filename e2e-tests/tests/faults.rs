@@ -1,4 +1,4 @@
-//! The saga under faults (SPEC §4): downtime, slow steps around the expiry check, redelivery,
+//! The saga under faults (saga-rules §4): downtime, slow steps around the expiry check, redelivery,
 //! a killed or doubled deadline service, approvals racing the deadline, poison events.
 
 use std::{collections::HashMap, time::Duration};
@@ -299,7 +299,7 @@ async fn two_deadline_services_at_once_fire_each_deadline_once() -> anyhow::Resu
 
 /// Deadlines from far too short to comfortable: in the rounds between, the deadline passes
 /// about when the points are used, so approval and rejection race. Whichever wins, every saga
-/// ends consistent with the invariants of SPEC §4.
+/// ends consistent with the invariants of saga-rules §4.
 #[tokio::test]
 async fn approvals_racing_the_deadline_always_end_consistently() -> anyhow::Result<()> {
     let mut approved_total = 0;

@@ -1,4 +1,4 @@
-//! Seeing the saga (SPEC §6): the saga view, its timeline page in a real browser, metrics.
+//! Seeing the saga (saga-rules §6): the saga view, its timeline page in a real browser, metrics.
 
 use std::{path::PathBuf, process::Command, time::Duration};
 

@@ -1,4 +1,4 @@
-//! The suite heals itself (SPEC §8): a broker killed and restarted, PostgreSQL stopped with
+//! The suite heals itself (saga-rules §8): a broker killed and restarted, PostgreSQL stopped with
 //! `-m immediate` and restarted, a consumer fenced out of its group, an event whose handling
 //! always fails, and one of two instances of every service killed. No test here touches
 //! anything after the fault but waiting: every saga must settle by itself.

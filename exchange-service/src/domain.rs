@@ -2,7 +2,7 @@
 //!
 //! `OrderCreated` exchanges the amount into points (one point per unit of currency) unless the
 //! saga has expired or was already handled; `OrderRejected` always compensates, and always
-//! answers with `ExchangeCompensated`, even when there was nothing to undo (SPEC §4 rule 4).
+//! answers with `ExchangeCompensated`, even when there was nothing to undo (saga-rules §4 rule 4).
 //! Each decision carries everything the shell writes and publishes.
 
 use common_events::Event;
@@ -48,7 +48,7 @@ pub struct NewExchange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Record `exchange` and publish `emit` (`ExchangeSucceed`), provided the saga's deadline
-    /// still holds when the row is written. That guard belongs to the write itself (SPEC §4
+    /// still holds when the row is written. That guard belongs to the write itself (saga-rules §4
     /// rule 5): an exchange the guard refuses is recorded as [`EXPIRED_DURING_PROCESSING`].
     Exchange {
         exchange: NewExchange,

@@ -1,4 +1,4 @@
-//! The demo's fault hooks (SPEC §4 rule 10): `currencyId=100` makes the exchange wait before
+//! The demo's fault hooks (saga-rules §4 rule 10): `currencyId=100` makes the exchange wait before
 //! its expiry check, `currencyId=200` after it. They show that a slow step cannot break the
 //! saga: the wait before the check ends in an ignored, expired event; the wait after it ends in
 //! the guarded write refusing an exchange whose deadline passed meanwhile.

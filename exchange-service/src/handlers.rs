@@ -114,7 +114,7 @@ impl Exchanged {
         self.deadlines.push(event.deadline);
     }
 
-    /// Records the exchanges whose deadline still holds as they are written (SPEC §4 rule 5);
+    /// Records the exchanges whose deadline still holds as they are written (saga-rules §4 rule 5);
     /// the orders it refused.
     async fn write(self, conn: &mut PgConnection) -> sqlx::Result<HashSet<i64>> {
         if self.orders.is_empty() {

@@ -1,4 +1,4 @@
-//! The saga view (SPEC §6): one saga's story, assembled from what each service recorded.
+//! The saga view (saga-rules §6): one saga's story, assembled from what each service recorded.
 //!
 //! Every service keeps the events it emitted (its outbox) and the events it consumed with what
 //! it did with them (its inbox). The gateway asks all four at once and merges the answers by

@@ -1,4 +1,4 @@
-//! The invariants of SPEC §4, judged from what a user can see once the run is over: every
+//! The invariants of saga-rules §4, judged from what a user can see once the run is over: every
 //! order of the run with its exchange and point record (the public API), every balance, and
 //! the events the run put on the topic.
 //!

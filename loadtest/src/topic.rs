@@ -15,7 +15,7 @@ use serde::Deserialize;
 pub type Marks = HashMap<i32, i64>;
 
 /// What the checks and the benchmark need of an event: the envelope that every event has
-/// (SPEC §3).
+/// (saga-rules §3).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {

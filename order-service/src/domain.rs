@@ -1,11 +1,11 @@
 //! The order's state machine, without I/O: given the order and an event, the order as it must be
 //! stored next and the event to emit, or why the event changes nothing.
 //!
-//! An order starts `PENDING` and ends in exactly one terminal state (SPEC §4 rule 3): approved
-//! on `PointUsed` before the deadline, rejected on `PointUseFailed` or `DeadlineReached`. A
-//! rejected order's compensation is pending until `PointRefunded` ends the chain. A `PointUsed`
-//! that comes after the deadline is ignored: the `DeadlineReached` that follows rejects the
-//! order and the compensation chain gives the points back.
+//! An order starts `PENDING` and ends in exactly one terminal state (saga-rules §4 rule 3):
+//! approved on `PointUsed` before the deadline, rejected on `PointUseFailed` or
+//! `DeadlineReached`. A rejected order's compensation is pending until `PointRefunded` ends the
+//! chain. A `PointUsed` that comes after the deadline is ignored: the `DeadlineReached` that
+//! follows rejects the order and the compensation chain gives the points back.
 
 use common_events::Event;
 

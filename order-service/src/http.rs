@@ -85,7 +85,7 @@ pub fn router() -> OpenApiRouter<Arc<OrderService>> {
 struct NewOrder {
     /// The holder whose points pay for the order.
     holder_id: Id,
-    /// `100` and `200` trigger the demo's fault hooks (SPEC §4 rule 10).
+    /// `100` and `200` trigger the demo's fault hooks (saga-rules §4 rule 10).
     currency_id: Option<Id>,
     amount: Amount,
 }

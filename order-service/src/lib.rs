@@ -1,5 +1,5 @@
 //! The order service: takes orders over HTTP, fixes each saga's deadline, and settles the order
-//! from what the other services report (SPEC §3, §4).
+//! from what the other services report (saga-rules §3, §4).
 
 pub mod domain;
 mod group_commit;

@@ -3,7 +3,7 @@
 //! changes nothing.
 //!
 //! `ExchangeSucceed` takes the points if the saga is in time, the account exists and holds
-//! enough; otherwise it answers `PointUseFailed` with the reason, promptly (SPEC §4 rule 9).
+//! enough; otherwise it answers `PointUseFailed` with the reason, promptly (saga-rules §4 rule 9).
 //! `ExchangeCompensated` refunds only what was taken, once, and always answers `PointRefunded`
 //! so the order learns that the chain has finished. After compensation every late event of the
 //! saga is ignored.

@@ -3,8 +3,8 @@
 //! exchange's and `account_of` before the point's) and the events each service consumes
 //! (`EventHandler::CONSUMES`) through every interleaving of one or two sagas, with crashes,
 //! redeliveries, duplicate publications and the deadline passing at any point, and checks the
-//! rules of SPEC §4 in every state it reaches. A change to a decision is checked the next time
-//! the tests run; `tests/every_interleaving.rs` holds the scenarios.
+//! rules of saga-rules §4 in every state it reaches. A change to a decision is checked the next
+//! time the tests run; `tests/every_interleaving.rs` holds the scenarios.
 //!
 //! # What is modelled
 //! [`model::State`] holds, per saga: the order, exchange, ledger and deadline rows; each

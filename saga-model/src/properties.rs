@@ -1,4 +1,4 @@
-//! What must hold (SPEC §4): safety in every reachable state, settlement wherever a run has
+//! What must hold (saga-rules §4): safety in every reachable state, settlement wherever a run has
 //! ended, and the outcomes that some run must reach.
 
 use common_events::EventType;

@@ -1,5 +1,5 @@
 //! Explores every interleaving of each scenario and fails with the shortest sequence of steps
-//! that breaks a property of SPEC §4. Every scenario lets the deadline pass at any point.
+//! that breaks a property of saga-rules §4. Every scenario lets the deadline pass at any point.
 
 use std::io::Write;
 

@@ -1,6 +1,6 @@
 //! The values request bodies carry, as types that hold only valid values: [`Id`] and
 //! [`Amount`]. httpie's `key=value` sends every value as a JSON string, so amounts are accepted as
-//! numeric strings and identifiers as numbers (SPEC §2).
+//! numeric strings and identifiers as numbers (saga-rules §2).
 //!
 //! Each type is parsed and described (its OpenAPI schema) here, from the same constants, and the
 //! tests check that the schema's pattern accepts exactly the strings the parser does: the API

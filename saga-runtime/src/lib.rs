@@ -1,4 +1,4 @@
-//! The messaging machinery every service shares, written once (SPEC §4 rule 6):
+//! The messaging machinery every service shares, written once (saga-rules §4 rule 6):
 //!
 //! - [`outbox`]: events are written in the same database transaction as the state change that
 //!   causes them, and a relay publishes them with an idempotent producer, woken by the commit.

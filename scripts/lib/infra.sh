@@ -12,9 +12,8 @@
 # Everything lives in .local/: Kafka's jars (resolved by Maven from kafka/pom.xml) and data,
 # a private PostgreSQL cluster (Debian's binaries, run as the postgres OS user), logs, pid files.
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-INFRA_DIR=$ROOT/.local
-INFRA_LOGS=$INFRA_DIR/logs
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 KAFKA_LIBS=$INFRA_DIR/kafka/libs
 KAFKA_DATA=$INFRA_DIR/kafka/data
 KAFKA_PROPS=$INFRA_DIR/kafka/server.properties
@@ -24,14 +23,11 @@ PG_SOCKETS=$INFRA_DIR/pg/run
 DEFAULT_KAFKA=127.0.0.1:9092
 DEFAULT_PG=postgres://saga:saga@127.0.0.1:5432
 
-# True when HOST:PORT accepts a TCP connection within 3 s.
-# shellcheck disable=SC2016 # $0 and $1 belong to the inner bash
-reachable() { timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "${1%:*}" "${1##*:}" 2>/dev/null; }
-
 kafka_java_opts=(-Dlog4j2.configurationFile="$ROOT/kafka/log4j2.yaml" -cp "$KAFKA_LIBS/*")
-# Short-lived JVMs: a small heap and the quick JIT start faster.
+# Short-lived JVMs: a small heap and the quick JIT start faster. None may hang a script: two
+# minutes is far more than any of them needs.
 kafka_tool() {
-  java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Dkafka.log.level=WARN \
+  timeout 120 java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Dkafka.log.level=WARN \
     "${kafka_java_opts[@]}" "$@"
 }
 
@@ -50,6 +46,7 @@ kafka_jars() {
   local stamp
   stamp=$(cksum <"$ROOT/kafka/pom.xml")
   [ "$(cat "$KAFKA_LIBS/.pom" 2>/dev/null)" = "$stamp" ] && return
+  need_commands java=openjdk-17-jre-headless mvn=maven
   echo "kafka: resolving the broker's jars with Maven (kafka/pom.xml)"
   rm -rf "$KAFKA_LIBS"
   mkdir -p "$INFRA_LOGS"
@@ -127,7 +124,7 @@ kafka_wait() {
 }
 
 kafka_failed() {
-  echo "kafka: did not come up within 90 s; the end of .local/logs/kafka.log:" >&2
+  echo "kafka: the broker exited, or was not ready within 90 s; the end of .local/logs/kafka.log:" >&2
   tail -n 40 "$INFRA_LOGS/kafka.log" >&2
 }
 
@@ -149,7 +146,7 @@ kafka_kill() {
   local pid
   if ! pid=$(kafka_pid); then echo "kafka: no local broker is running" >&2; return 1; fi
   kill -KILL "$pid"
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  wait_for 10 "the killed broker (pid $pid) to exit" gone "$pid"
   rm -f "$KAFKA_PIDFILE"
   echo "kafka: killed"
 }
@@ -180,16 +177,7 @@ pg_up() {
     echo "postgres: PG_URL=$PG_URL does not answer (or rejects its credentials)" >&2
     return 1
   fi
-  if [ -z "$(pg_bin)" ]; then
-    echo "postgres: installing Debian's postgresql package"
-    mkdir -p "$INFRA_LOGS"
-    if ! { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; } \
-        >"$INFRA_LOGS/apt.log" 2>&1; then
-      echo "postgres: apt-get failed; the end of .local/logs/apt.log:" >&2
-      tail -n 30 "$INFRA_LOGS/apt.log" >&2
-      return 1
-    fi
-  fi
+  if [ -z "$(pg_bin)" ]; then apt_install postgresql || return 1; fi
   local bin log=$INFRA_LOGS/postgres.log
   bin=$(pg_bin)
   mkdir -p "$PG_DATA" "$PG_SOCKETS" "$INFRA_LOGS"
@@ -239,7 +227,7 @@ pg_free_port() {
   local cluster
   cluster=$(pg_lsclusters -h 2>/dev/null | awk '$3 == 5432 && $4 ~ /online/ { print $1 " " $2; exit }')
   if [ -z "$cluster" ]; then
-    echo "postgres: something else listens on 127.0.0.1:5432 and saga/saga cannot log in to it" >&2
+    echo "postgres: port 5432 is taken by $(port_owner 5432), and saga/saga cannot log in to it" >&2
     return 1
   fi
   echo "postgres: stopping Debian's cluster $cluster, which holds port 5432"
@@ -263,7 +251,19 @@ pg_kill() {
 
 # --- Both --------------------------------------------------------------------------------
 
+# Before anything starts: the ports of the broker and cluster that infra_up would start here are
+# free. A server already answering on 9092, or one named by KAFKA_BOOTSTRAP or PG_URL, is used.
+infra_ports_free() {
+  if [ -z "${KAFKA_BOOTSTRAP:-}" ] && ! kafka_pid >/dev/null && ! reachable "$DEFAULT_KAFKA"; then
+    port_free 9093 "the local Kafka broker's controller" || return 1
+  fi
+  if [ -z "${PG_URL:-}" ] && ! pg_running && ! PG_URL=$DEFAULT_PG pg_login; then
+    pg_free_port || return 1
+  fi
+}
+
 infra_up() {
+  infra_ports_free || return 1
   kafka_start
   pg_up
   kafka_wait

@@ -8,9 +8,10 @@
 # build with --release. .local/run/stack.env remembers the build and the instance count, so
 # that later commands start the same binaries and the gateway knows every instance.
 
-ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-LOGS="$ROOT/.local/logs"
-RUN="$ROOT/.local/run"
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+LOGS=$INFRA_LOGS
+RUN=$INFRA_DIR/run
 STACK_ENV="$RUN/stack.env"
 SERVICES=(order exchange point deadline)
 
@@ -76,20 +77,31 @@ instances_with_pid_files() {
   done
 }
 
+# The C compiler and make build librdkafka, which rdkafka bundles.
+need_build_tools() { need_commands gcc=build-essential make=build-essential; }
+
 build_services() {
+  need_build_tools
   local flags=(--quiet --workspace --bins)
   [ "$STACK_PROFILE" = release ] && flags+=(--release)
   echo "building the services (cargo build ${flags[*]:1})"
   (cd "$ROOT" && cargo build "${flags[@]}")
 }
 
-# Polls a URL until it answers 2xx, for at most $2 seconds.
-wait_http() {
-  local url=$1 timeout=${2:-30} waited=0
-  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
-    if [ "$waited" -ge $((timeout * 10)) ]; then return 1; fi
-    sleep 0.1; waited=$((waited + 1))
+answers() { curl -fs -o /dev/null "$1"; }
+
+# Before anything starts: every port of the stack is free, or held by the instance it belongs
+# to. Names every port that is taken, and by what.
+stack_ports_free() {
+  local name n count instance free=0
+  for name in "${SERVICES[@]}" gateway; do
+    count=$STACK_INSTANCES; [ "$name" = gateway ] && count=1
+    for n in $(seq "$count"); do
+      instance=$(instance_name "$name" "$n")
+      pid_of "$instance" >/dev/null || port_free "$(port_of "$name" "$n")" "$instance" || free=1
+    done
   done
+  return "$free"
 }
 
 # Starts instance $2 (default 1) of service $1, or the gateway, and waits until it is ready.
@@ -100,6 +112,7 @@ service_start() {
   if pid=$(pid_of "$instance"); then echo "$instance already running (pid $pid)"; return 0; fi
   binary=$(binary_of "$name")
   [ -x "$binary" ] || build_services
+  port_free "$port" "$instance" || return 1
   mkdir -p "$LOGS" "$RUN"
   # Each instance has its own static consumer-group member id, so a restart resumes at once.
   # The gateway spreads requests over every instance of each service. Each process runs one
@@ -112,7 +125,7 @@ service_start() {
     setsid "$binary" >>"$LOGS/$instance.log" 2>&1 </dev/null &
   echo $! >"$RUN/$instance.pid"
   local probe=/readyz; [ "$name" = gateway ] && probe=/healthz
-  if wait_http "http://127.0.0.1:$port$probe" 30; then
+  if wait_for 30 "$instance to answer on :$port$probe" answers "http://127.0.0.1:$port$probe"; then
     echo "$instance started on :$port (pid $(cat "$RUN/$instance.pid"), log .local/logs/$instance.log)"
   else
     echo "$instance did not become ready; last lines of .local/logs/$instance.log:" >&2
@@ -139,7 +152,7 @@ instance_kill() {
   local instance=$1 pid
   if ! pid=$(pid_of "$instance"); then echo "$instance is not running"; rm -f "$RUN/$instance.pid"; return 0; fi
   kill -KILL "$pid"
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  wait_for 10 "the killed $instance (pid $pid) to exit" gone "$pid"
   rm -f "$RUN/$instance.pid"
   echo "$instance killed"
 }

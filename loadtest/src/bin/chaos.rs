@@ -1,5 +1,5 @@
-//! The chaos run (SPEC §8): sagas at a steady rate through the gateway while faults hit the
-//! stack, then, with no human action, every saga must end and the invariants of SPEC §4 hold.
+//! The chaos run (saga-rules §8): sagas at a steady rate through the gateway while faults hit the
+//! stack, then, with no human action, every saga must end and the invariants of saga-rules §4 hold.
 //! Run it with `scripts/chaos`, which starts the stack with the instances asked for.
 //!
 //! 1. Fresh accounts are opened, with names no earlier run used, and the topic's partition

@@ -11,7 +11,7 @@
 //!   ([`dead_letter`]) and Kafka has acknowledged it there: unreadable or invalid events at once,
 //!   events whose handling fails after `EVENT_MAX_ATTEMPTS` attempts. Failures of the
 //!   infrastructure itself (the database down) are retried for as long as they last.
-//! - **Per-order order, cross-order concurrency** (SPEC §4 rule 9): events wait in one queue
+//! - **Per-order order, cross-order concurrency** (saga-rules §4 rule 9): events wait in one queue
 //!   per order ([`queues`]); the heads of different orders' queues are applied together, in
 //!   batches of one transaction each, and an event whose handling deliberately waits runs alone,
 //!   so a slow saga holds up only itself.
@@ -69,7 +69,7 @@ pub enum Outcome {
     /// Acted on. The event it causes, if any, is written to the outbox in the same
     /// transaction.
     Applied(Option<Event>),
-    /// Recorded in the inbox with this reason, but not acted on (SPEC §4 rules 2–4).
+    /// Recorded in the inbox with this reason, but not acted on (saga-rules §4 rules 2–4).
     Ignored(&'static str),
 }
 

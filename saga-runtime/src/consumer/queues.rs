@@ -1,5 +1,5 @@
 //! One queue per order: a saga's events are applied one at a time, in the order they were
-//! fetched, while different sagas proceed independently (SPEC §4 rule 9). An order is in the
+//! fetched, while different sagas proceed independently (saga-rules §4 rule 9). An order is in the
 //! map while one of its events is running; the queue holds the events waiting behind it.
 
 use std::collections::{HashMap, VecDeque};

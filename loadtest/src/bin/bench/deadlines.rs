@@ -1,4 +1,4 @@
-//! Deadline precision (SPEC §7): how late `DeadlineReached` is, with many deadlines pending.
+//! Deadline precision (saga-rules §7): how late `DeadlineReached` is, with many deadlines pending.
 //!
 //! **The pending ones** are written straight into the deadline service's `deadlines` table,
 //! one statement for 100,000 rows, instead of through 100,000 sagas: posting them would take

@@ -1,5 +1,5 @@
-//! The benchmark (SPEC §7): how fast, how costly and how punctual the running stack is. Run it
-//! with `scripts/bench`, which builds the binaries and starts the stack first; it asserts
+//! The benchmark (saga-rules §7): how fast, how costly and how punctual the running stack is.
+//! Run it with `scripts/bench`, which builds the binaries and starts the stack first; it asserts
 //! nothing about speed, it measures and reports.
 //!
 //! In order, on one stack (the scripts' local one, found through `.local/`):
@@ -59,7 +59,7 @@ struct Options {
     /// Offered rates of the sweep, in sagas per second, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "50,100,200,300,400,500")]
     rates: Vec<f64>,
-    /// One rate instead of the sweep (SPEC §7's run: --sustained 400 --duration 60).
+    /// One rate instead of the sweep (the run of saga-rules §7: --sustained 400 --duration 60).
     #[arg(long, conflicts_with = "rates")]
     sustained: Option<f64>,
     /// Seconds of load at each rate.

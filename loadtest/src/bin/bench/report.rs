@@ -1,6 +1,7 @@
 //! The figures of a run: the table printed at the end, the JSON (every figure, with the
 //! machine it was measured on) and the chart, and the verdicts read from them. The verdicts
-//! say what a rate achieved against SPEC §7's targets; nothing here fails a run for speed.
+//! say what a rate achieved against the targets of saga-rules §7; nothing here fails a run for
+//! speed.
 
 use std::{
     collections::BTreeMap,
@@ -19,7 +20,7 @@ use serde::Serialize;
 
 use crate::{deadlines::Deadlines, machine::Machine, startup::Startup};
 
-/// SPEC §7's targets, for the verdicts and the chart.
+/// The targets of saga-rules §7, for the verdicts and the chart.
 pub const TARGET_RATE: f64 = 400.0;
 pub const LATENCY_TARGET_MS: f64 = 100.0;
 pub const CPU_TARGET_MS: f64 = 4.0;
@@ -430,7 +431,8 @@ impl Report {
         );
         let _ = write!(
             out,
-            "SPEC §7's targets, for reference: {TARGET_RATE}/s sustained with p99 within {LATENCY_TARGET_MS} ms, \
+            "the targets of docs/saga-rules.md §7, for reference: {TARGET_RATE}/s sustained \
+             with p99 within {LATENCY_TARGET_MS} ms, \
              at most {CPU_TARGET_MS} ms CPU per saga, deadline lateness p99 within {LATENESS_TARGET_MS} ms with 100,000 pending"
         );
         out
