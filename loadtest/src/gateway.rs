@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt, stream};
 use rust_decimal::Decimal;
 use serde::{Deserialize, de::DeserializeOwned};
@@ -23,6 +24,8 @@ pub struct Order {
     pub status: String,
     /// For a rejected order: `PENDING` until the compensation chain has finished, then `DONE`.
     pub compensation: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
 }
 
 /// The exchange of one saga (`EXCHANGED` or `COMPENSATED`), or the point service's record of

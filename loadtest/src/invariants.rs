@@ -251,6 +251,8 @@ mod tests {
                 amount: Decimal::from(amount),
                 status: status.into(),
                 compensation: rejected.then(|| "DONE".into()),
+                created_at: chrono::DateTime::UNIX_EPOCH,
+                deadline: chrono::DateTime::UNIX_EPOCH,
             },
             exchange: exchange.map(|status| Record {
                 status: status.into(),

@@ -6,9 +6,10 @@
 //! (`scripts/service`, `scripts/infra`) and finding the processes they started, [`procfs`] by
 //! reading what Linux says about those processes. The decisions are pure and unit-tested: the
 //! orders and faults a seed stands for ([`plan`]), what the API and the topic must show once
-//! every saga has ended ([`invariants`]), percentiles ([`percentiles`]) and the benchmark's
+//! every saga has ended ([`invariants`]), which sagas the faults cost ([`availability`]), percentiles ([`percentiles`]) and the benchmark's
 //! chart ([`chart`]).
 
+pub mod availability;
 pub mod chart;
 pub mod gateway;
 pub mod invariants;

@@ -28,24 +28,37 @@ const ORDERS_PER_HOLDER: usize = 10;
 const AMOUNTS: (i64, i64) = (50, 450);
 /// How long a fault lasts before its restart, in milliseconds, inclusive.
 const DOWNTIME_MS: (u64, u64) = (500, 3000);
+/// How long a pause (SIGSTOP, then SIGCONT) lasts, in milliseconds, inclusive: as a long GC
+/// pause or a stalled VM.
+const PAUSE_MS: (u64, u64) = (2000, 12000);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FaultKind {
-    /// SIGKILL of a service instance.
+    /// SIGKILL of a service instance, restarted after its downtime.
     Kill,
     /// SIGTERM of a service instance: it stops gracefully.
     Term,
+    /// SIGSTOP of a service instance, SIGCONT after its downtime.
+    Pause,
+    /// SIGKILL of a service instance that stays down until the load is over: the other
+    /// instances must take its work over.
+    KillForGood,
     /// SIGKILL of the Kafka broker.
     Broker,
+    /// SIGSTOP of the Kafka broker, SIGCONT after its downtime.
+    BrokerPause,
     /// PostgreSQL stopped with `-m immediate`.
     Postgres,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 4] = [
+    pub const ALL: [FaultKind; 7] = [
         FaultKind::Kill,
         FaultKind::Term,
+        FaultKind::Pause,
+        FaultKind::KillForGood,
         FaultKind::Broker,
+        FaultKind::BrokerPause,
         FaultKind::Postgres,
     ];
 
@@ -53,8 +66,26 @@ impl FaultKind {
         match self {
             FaultKind::Kill => "kill",
             FaultKind::Term => "term",
+            FaultKind::Pause => "pause",
+            FaultKind::KillForGood => "kill-for-good",
             FaultKind::Broker => "broker",
+            FaultKind::BrokerPause => "broker-pause",
             FaultKind::Postgres => "postgres",
+        }
+    }
+
+    /// Whether it hits one service instance (rather than the broker or the database).
+    pub fn hits_an_instance(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Kill | FaultKind::Term | FaultKind::Pause | FaultKind::KillForGood
+        )
+    }
+
+    fn downtime_ms(self) -> (u64, u64) {
+        match self {
+            FaultKind::Pause | FaultKind::BrokerPause => PAUSE_MS,
+            _ => DOWNTIME_MS,
         }
     }
 }
@@ -65,7 +96,10 @@ impl FromStr for FaultKind {
     fn from_str(text: &str) -> anyhow::Result<Self> {
         match FaultKind::ALL.into_iter().find(|kind| kind.name() == text) {
             Some(kind) => Ok(kind),
-            None => bail!("unknown fault kind {text:?} (kill, term, broker or postgres)"),
+            None => {
+                let names: Vec<&str> = FaultKind::ALL.iter().map(|kind| kind.name()).collect();
+                bail!("unknown fault kind {text:?} ({})", names.join(", "))
+            }
         }
     }
 }
@@ -100,11 +134,12 @@ impl fmt::Display for Instance {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
     pub kind: FaultKind,
-    /// The instance hit by a kill or term; none for the broker and PostgreSQL.
+    /// The instance a fault of a service instance hits; none for the broker and PostgreSQL.
     pub target: Option<Instance>,
     /// When to inject it, from the start of the load.
     pub at: Duration,
-    /// How long to leave it before restarting what it stopped.
+    /// How long to leave it before restarting or resuming what it stopped; for a kill for
+    /// good, until the load is over.
     pub downtime: Duration,
 }
 
@@ -113,7 +148,10 @@ impl fmt::Display for Fault {
         match (self.kind, self.target) {
             (FaultKind::Kill, Some(target)) => write!(f, "SIGKILL {target}"),
             (FaultKind::Term, Some(target)) => write!(f, "SIGTERM {target}"),
+            (FaultKind::Pause, Some(target)) => write!(f, "SIGSTOP {target}"),
+            (FaultKind::KillForGood, Some(target)) => write!(f, "SIGKILL {target} for good"),
             (FaultKind::Broker, _) => write!(f, "SIGKILL the Kafka broker"),
+            (FaultKind::BrokerPause, _) => write!(f, "SIGSTOP the Kafka broker"),
             (FaultKind::Postgres, _) => write!(f, "PostgreSQL stopped with -m immediate"),
             (kind, None) => write!(f, "{} without a target", kind.name()),
         }
@@ -182,24 +220,37 @@ fn faults(rng: &mut StdRng, settings: &Settings) -> Vec<Fault> {
     // One fault in each of `count` equal slots of the window, somewhere in its middle half,
     // so that two faults never start at the same moment.
     let slot = settings.window.as_secs_f64() / count as f64;
-    kinds
-        .into_iter()
-        .take(count)
-        .enumerate()
-        .map(|(i, kind)| {
-            let target = matches!(kind, FaultKind::Kill | FaultKind::Term).then(|| Instance {
-                service: SERVICES[rng.random_range(0..SERVICES.len())],
-                number: rng.random_range(1..=settings.instances),
-            });
-            let at = slot * (i as f64 + rng.random_range(0.25..0.75));
-            Fault {
-                kind,
-                target,
-                at: Duration::from_secs_f64(at),
-                downtime: Duration::from_millis(rng.random_range(DOWNTIME_MS.0..=DOWNTIME_MS.1)),
+    // A service with an instance killed for good is left alone afterwards, and so one kill for
+    // good at most per service: its other instances must carry it, and a fault of those too
+    // would be an outage of the service, not a failover.
+    let mut services: Vec<&'static str> = SERVICES.to_vec();
+    let mut faults = Vec::with_capacity(count);
+    for (i, kind) in kinds.into_iter().take(count).enumerate() {
+        let kind = match kind {
+            FaultKind::KillForGood if services.len() < 2 || settings.instances < 2 => {
+                FaultKind::Kill
             }
-        })
-        .collect()
+            kind => kind,
+        };
+        let target = kind.hits_an_instance().then(|| Instance {
+            service: services[rng.random_range(0..services.len())],
+            number: rng.random_range(1..=settings.instances),
+        });
+        let at = slot * (i as f64 + rng.random_range(0.25..0.75));
+        let (shortest, longest) = kind.downtime_ms();
+        let mut downtime = Duration::from_millis(rng.random_range(shortest..=longest));
+        if let (FaultKind::KillForGood, Some(target)) = (kind, target) {
+            services.retain(|service| *service != target.service);
+            downtime = settings.window.saturating_sub(Duration::from_secs_f64(at));
+        }
+        faults.push(Fault {
+            kind,
+            target,
+            at: Duration::from_secs_f64(at),
+            downtime,
+        });
+    }
+    faults
 }
 
 #[cfg(test)]
@@ -235,19 +286,52 @@ mod tests {
         assert_eq!(plan.faults.len(), 25);
         assert!(plan.faults.windows(2).all(|pair| pair[0].at < pair[1].at));
         assert!(plan.faults.iter().all(|f| f.at < Duration::from_secs(100)));
-        assert!(plan.faults.iter().all(|f| {
-            (Duration::from_millis(500)..=Duration::from_secs(3)).contains(&f.downtime)
-        }));
+        for fault in &plan.faults {
+            let (shortest, longest) = match fault.kind {
+                FaultKind::Pause | FaultKind::BrokerPause => (2, 12),
+                FaultKind::KillForGood => (0, 100),
+                _ => (0, 3),
+            };
+            let range = Duration::from_secs(shortest)..=Duration::from_secs(longest);
+            assert!(range.contains(&fault.downtime), "{fault:?}");
+        }
     }
 
     #[test]
     fn every_round_of_faults_has_each_selected_kind_once() {
-        let plan = Plan::from_seed(2, &settings(&FaultKind::ALL));
-        for round in plan.faults.chunks_exact(4) {
-            let mut kinds: Vec<FaultKind> = round.iter().map(|f| f.kind).collect();
-            kinds.sort();
-            assert_eq!(kinds, FaultKind::ALL);
+        let kinds: Vec<FaultKind> = FaultKind::ALL
+            .into_iter()
+            .filter(|kind| *kind != FaultKind::KillForGood)
+            .collect();
+        let plan = Plan::from_seed(2, &settings(&kinds));
+        for round in plan.faults.chunks_exact(kinds.len()) {
+            let mut round: Vec<FaultKind> = round.iter().map(|f| f.kind).collect();
+            round.sort();
+            assert_eq!(round, kinds);
         }
+    }
+
+    #[test]
+    fn an_instance_killed_for_good_stays_down_to_the_end_and_its_service_is_spared_after() {
+        let plan = Plan::from_seed(9, &settings(&FaultKind::ALL));
+        let for_good: Vec<&Fault> = plan
+            .faults
+            .iter()
+            .filter(|f| f.kind == FaultKind::KillForGood)
+            .collect();
+        assert!(!for_good.is_empty());
+        for fault in for_good {
+            assert_eq!(fault.at + fault.downtime, Duration::from_secs(100));
+            let service = fault.target.unwrap().service;
+            let later = plan.faults.iter().filter(|f| f.at > fault.at);
+            assert!(later.filter_map(|f| f.target).all(|t| t.service != service));
+        }
+        let one_instance = Settings {
+            instances: 1,
+            ..settings(&[FaultKind::KillForGood])
+        };
+        let plan = Plan::from_seed(9, &one_instance);
+        assert!(plan.faults.iter().all(|f| f.kind == FaultKind::Kill));
     }
 
     #[test]
@@ -266,16 +350,16 @@ mod tests {
     }
 
     #[test]
-    fn only_kills_and_terms_have_a_target_and_it_is_an_instance_that_runs() {
+    fn only_faults_of_instances_have_a_target_and_it_is_an_instance_that_runs() {
         let plan = Plan::from_seed(4, &settings(&FaultKind::ALL));
         for fault in &plan.faults {
-            match (fault.kind, fault.target) {
-                (FaultKind::Kill | FaultKind::Term, Some(target)) => {
+            match (fault.kind.hits_an_instance(), fault.target) {
+                (true, Some(target)) => {
                     assert!(SERVICES.contains(&target.service));
                     assert!((1..=2).contains(&target.number), "{target}");
                 }
-                (FaultKind::Broker | FaultKind::Postgres, None) => {}
-                other => panic!("unexpected target {other:?}"),
+                (false, None) => {}
+                other => panic!("unexpected target {other:?} for {fault:?}"),
             }
         }
     }
@@ -310,5 +394,13 @@ mod tests {
         );
         assert_eq!(parse_kinds("none").unwrap(), []);
         assert!(parse_kinds("kill,reboot").is_err());
+        assert_eq!(
+            parse_kinds("broker-pause,kill-for-good,pause").unwrap(),
+            [
+                FaultKind::Pause,
+                FaultKind::KillForGood,
+                FaultKind::BrokerPause
+            ]
+        );
     }
 }

@@ -50,24 +50,32 @@ impl Scripts {
     /// Runs the command that injects `fault` and returns it, as typed.
     pub async fn inject(&self, fault: &Fault) -> anyhow::Result<String> {
         let command = match (fault.kind, fault.target) {
-            (FaultKind::Kill, Some(target)) => {
+            (FaultKind::Kill | FaultKind::KillForGood, Some(target)) => {
                 format!("service kill {} {}", target.service, target.number)
             }
             (FaultKind::Term, Some(target)) => {
                 format!("service stop {} {}", target.service, target.number)
             }
+            (FaultKind::Pause, Some(target)) => {
+                format!("service pause {} {}", target.service, target.number)
+            }
             (FaultKind::Broker, _) => "infra kill kafka".into(),
+            (FaultKind::BrokerPause, _) => "infra pause kafka".into(),
             (FaultKind::Postgres, _) => "infra kill postgres".into(),
             (kind, None) => bail!("a {} fault needs a target", kind.name()),
         };
         self.run(&command).await
     }
 
-    /// Runs the command that restarts what `fault` stopped and returns it, as typed.
+    /// Runs the command that restarts or resumes what `fault` stopped and returns it, as typed.
     pub async fn heal(&self, fault: &Fault) -> anyhow::Result<String> {
-        let command = match fault.target {
-            Some(target) => format!("service start {} {}", target.service, target.number),
-            None => "infra up".into(),
+        let command = match (fault.kind, fault.target) {
+            (FaultKind::Pause, Some(target)) => {
+                format!("service resume {} {}", target.service, target.number)
+            }
+            (_, Some(target)) => format!("service start {} {}", target.service, target.number),
+            (FaultKind::BrokerPause, None) => "infra resume kafka".into(),
+            (_, None) => "infra up".into(),
         };
         self.run(&command).await
     }

@@ -132,6 +132,7 @@ kafka_stop() {
   local pid deadline=$((SECONDS + 60))
   if pid=$(kafka_pid); then
     kill -TERM "$pid"
+    kill -CONT "$pid" # a paused broker acts on SIGTERM only once it runs again
     while kill -0 "$pid" 2>/dev/null; do
       if ((SECONDS > deadline)); then echo "kafka: still running after 60 s; killing it" >&2; kill -KILL "$pid"; fi
       sleep 0.2
@@ -149,6 +150,14 @@ kafka_kill() {
   wait_for 10 "the killed broker (pid $pid) to exit" gone "$pid"
   rm -f "$KAFKA_PIDFILE"
   echo "kafka: killed"
+}
+
+# SIGSTOP and SIGCONT of the local broker, as a long GC pause or a stalled VM would.
+kafka_signal() {
+  local pid
+  if ! pid=$(kafka_pid); then echo "kafka: no local broker is running" >&2; return 1; fi
+  kill "-$1" "$pid"
+  echo "kafka: $2 (pid $pid)"
 }
 
 # --- PostgreSQL --------------------------------------------------------------------------

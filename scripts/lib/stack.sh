@@ -138,13 +138,23 @@ service_start() {
 instance_stop() {
   local instance=$1 pid waited=0
   if ! pid=$(pid_of "$instance"); then echo "$instance is not running"; rm -f "$RUN/$instance.pid"; return 0; fi
+  # SIGCONT too: a paused instance acts on SIGTERM only once it runs again.
   kill -TERM "$pid"
+  kill -CONT "$pid"
   while kill -0 "$pid" 2>/dev/null; do
     if [ "$waited" -ge 300 ]; then echo "$instance still running after 30 s; killing it" >&2; kill -KILL "$pid"; fi
     sleep 0.1; waited=$((waited + 1))
   done
   rm -f "$RUN/$instance.pid"
   echo "$instance stopped"
+}
+
+# instance_signal INSTANCE SIGNAL DONE: sends SIGSTOP or SIGCONT, and says DONE.
+instance_signal() {
+  local pid
+  if ! pid=$(pid_of "$1"); then echo "$1 is not running" >&2; return 1; fi
+  kill "-$2" "$pid"
+  echo "$1 $3 (pid $pid)"
 }
 
 # SIGKILL: the process dies at once, as in a crash. Takes an instance name.

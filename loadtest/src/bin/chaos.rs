@@ -8,7 +8,9 @@
 //!    1/rate s whatever happens to the ones before, so a fault meets sagas at every stage.
 //!    A POST that fails has an unknown outcome (the order may exist); it is counted, not
 //!    judged, and step 3 finds every order of the run's holders anyway.
-//!    Faults run one at a time: inject, leave it for its downtime, restart, then the next.
+//!    Faults run one at a time: inject, leave it for its downtime, restart (or resume a
+//!    paused process), then the next. An instance killed for good stays down while the next
+//!    faults run, and is restarted once the load is over.
 //!    That keeps each outage as long as printed; it is also needed because
 //!    `scripts/service start` provisions the infrastructure, and would end a broker or
 //!    PostgreSQL outage early if it ran inside one. A fault whose time has come while the one
@@ -19,8 +21,12 @@
 //!    rejected one has finished compensating), for at most the settle timeout.
 //! 4. It reads every order, exchange, point record and balance through the gateway, and the
 //!    run's events from the topic, and checks them ([`loadtest::invariants`]).
+//! 5. It counts the sagas the faults lost, put down to the fault that lost them
+//!    ([`loadtest::availability`]), and prints them fault by fault beside how long the faulty
+//!    part was unavailable.
 //!
-//! It exits non-zero on any violation, unsettled saga or fault command that failed.
+//! It exits non-zero on any violation, unsettled saga or fault command that failed. Lost sagas
+//! are measured, not judged: what a fault may cost depends on the machine.
 
 use std::{
     collections::BTreeMap,
@@ -29,9 +35,11 @@ use std::{
 };
 
 use anyhow::Context;
+use chrono::Utc;
 use clap::{CommandFactory, Parser, error::ErrorKind};
 use futures::{StreamExt, TryStreamExt, stream};
 use loadtest::{
+    availability::{self, FaultWindow, Losses},
     gateway::{Gateway, Order, READERS},
     invariants::{self, Invariant, Observed, Outcome, Saga, Violation},
     plan::{self, BALANCE, Fault, FaultKind, Plan, Settings},
@@ -53,9 +61,14 @@ struct Options {
     /// Sagas started per second.
     #[arg(long, default_value_t = 6.0)]
     rate: f64,
-    /// Fault kinds, comma-separated: kill, term (SIGKILL, SIGTERM of a service instance),
-    /// broker (SIGKILL of Kafka), postgres (stop -m immediate); or none.
-    #[arg(long, default_value = "kill,term,broker,postgres")]
+    /// Fault kinds, comma-separated: kill, term, pause (SIGKILL, SIGTERM, SIGSTOP of a
+    /// service instance), kill-for-good (SIGKILL of an instance that stays down until the
+    /// load is over), broker, broker-pause (SIGKILL, SIGSTOP of Kafka), postgres (stop -m
+    /// immediate); or none.
+    #[arg(
+        long,
+        default_value = "kill,term,pause,kill-for-good,broker,broker-pause,postgres"
+    )]
     faults: String,
     /// About how many seconds apart faults start (at least one of each kind is planned).
     #[arg(long, default_value_t = 8.0)]
@@ -134,7 +147,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         gateway.open_account(holder, initial).await?;
     }
 
-    let started = Instant::now();
+    let (started, started_at) = (Instant::now(), Utc::now());
     let scripts = Scripts::new(stack::repo_root());
     let (load, faults) = tokio::join!(
         drive_load(&gateway, &holders, &plan, options.rate, started),
@@ -155,13 +168,18 @@ async fn main() -> anyhow::Result<ExitCode> {
         events,
     };
     let violations = invariants::check(&observed);
+    let lost = availability::lost(observed.sagas.iter().map(|s| &s.order), &observed.balances);
+    let losses = availability::attribute(&lost, &faults.windows);
 
     let unsettled = report(&observed, &load.failures, &faults, &violations);
+    report_losses(&faults.windows, &losses, started_at);
     println!(
-        "chaos: {} sagas, {} faults, {} violations, {unsettled} unsettled{}",
+        "chaos: {} sagas, {} faults, {} violations, {unsettled} unsettled, {} lost (longest window {:.1} s){}",
         observed.sagas.len(),
         faults.injected.values().sum::<usize>(),
         violations.len(),
+        losses.total(),
+        losses.longest_window_secs(),
         if faults.errors.is_empty() {
             String::new()
         } else {
@@ -252,18 +270,29 @@ struct Faults {
     injected: BTreeMap<FaultKind, usize>,
     /// The fault commands that failed, with their output.
     errors: Vec<String>,
+    /// Every fault as it happened, in the order they were injected.
+    windows: Vec<FaultWindow>,
 }
 
 /// Injects the faults one at a time, each at its planned time or as soon as the one before it
-/// has healed, and restarts what each stopped after its downtime.
+/// has healed, and restarts or resumes what each stopped after its downtime. Instances killed
+/// for good are restarted at the end of their downtime, once the other faults are done.
 async fn inject_faults(scripts: &Scripts, plan: &[Fault], started: Instant) -> Faults {
     let mut faults = Faults {
         injected: BTreeMap::new(),
         errors: Vec::new(),
+        windows: Vec::new(),
     };
+    let mut for_good = Vec::new();
     for (i, fault) in plan.iter().enumerate() {
         let name = format!("fault {}/{}", i + 1, plan.len());
         tokio::time::sleep_until((started + fault.at).into()).await;
+        let window = faults.windows.len();
+        faults.windows.push(FaultWindow {
+            label: fault.to_string(),
+            injected: Utc::now(),
+            healed: None,
+        });
         match scripts.inject(fault).await {
             Ok(command) => {
                 let what = fault.to_string();
@@ -275,22 +304,43 @@ async fn inject_faults(scripts: &Scripts, plan: &[Fault], started: Instant) -> F
                 faults.errors.push(format!("{e:#}"));
             }
         }
-        // Restarting is harmless if injecting failed, and needed if it half happened.
-        tokio::time::sleep(fault.downtime).await;
-        let healing = Instant::now();
-        match scripts.heal(fault).await {
-            Ok(command) => {
-                let down = fault.downtime + healing.elapsed();
-                let what = format!("back after {:.1} s", down.as_secs_f64());
-                println!("{}  {name}: {what:<38} {command}", stamp(started));
-            }
-            Err(e) => {
-                println!("{}  {name}: restart FAILED: {e:#}", stamp(started));
-                faults.errors.push(format!("{e:#}"));
-            }
+        if fault.kind == FaultKind::KillForGood {
+            for_good.push((name, fault, window));
+            continue;
         }
+        tokio::time::sleep(fault.downtime).await;
+        heal(scripts, &name, fault, &mut faults, window, started).await;
+    }
+    for (name, fault, window) in for_good {
+        tokio::time::sleep_until((started + fault.at + fault.downtime).into()).await;
+        heal(scripts, &name, fault, &mut faults, window, started).await;
     }
     faults
+}
+
+/// Restarts or resumes what `fault` stopped; harmless if injecting it failed, and needed if it
+/// half happened.
+async fn heal(
+    scripts: &Scripts,
+    name: &str,
+    fault: &Fault,
+    faults: &mut Faults,
+    window: usize,
+    started: Instant,
+) {
+    match scripts.heal(fault).await {
+        Ok(command) => {
+            let healed = Utc::now();
+            let down = (healed - faults.windows[window].injected).num_milliseconds();
+            let what = format!("back after {:.1} s", down as f64 / 1000.0);
+            println!("{}  {name}: {what:<38} {command}", stamp(started));
+            faults.windows[window].healed = Some(healed);
+        }
+        Err(e) => {
+            println!("{}  {name}: restart FAILED: {e:#}", stamp(started));
+            faults.errors.push(format!("{e:#}"));
+        }
+    }
 }
 
 /// Polls until every order has ended or `timeout` has passed, and returns the orders.
@@ -431,6 +481,38 @@ fn report(
         );
     }
     unsettled.len()
+}
+
+/// Prints, fault by fault, how long the faulty part was unavailable and what the fault cost.
+fn report_losses(windows: &[FaultWindow], losses: &Losses, started_at: chrono::DateTime<Utc>) {
+    println!("\navailability (lost: rejected by the deadline although the holder had the points)");
+    println!(
+        "  {:<46} {:>11}  {:>11}  {:>5}",
+        "fault (from the start of the load)", "unavailable", "loss window", "lost"
+    );
+    for (window, cost) in windows.iter().zip(&losses.per_fault) {
+        let unavailable = window
+            .unavailable_secs()
+            .map_or("not healed".to_string(), |secs| format!("{secs:.1} s"));
+        let at = (window.injected - started_at).num_milliseconds() as f64 / 1000.0;
+        println!(
+            "  {:<46} {unavailable:>11}  {:>9.1} s  {:>5}",
+            format!("+{at:6.1} s  {}", window.label),
+            cost.window_secs,
+            cost.lost
+        );
+    }
+    if !losses.unexplained.is_empty() {
+        let ids: Vec<String> = losses.unexplained.iter().map(i64::to_string).collect();
+        println!(
+            "  {:<46} {:>11}  {:>11}  {:>5}  orders {}",
+            "before any fault",
+            "",
+            "",
+            losses.unexplained.len(),
+            first(&ids)
+        );
+    }
 }
 
 /// The first few distinct items of a list, each with how often it occurs, for a summary row.
