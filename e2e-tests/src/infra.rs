@@ -12,6 +12,10 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
 use rdkafka::{
     ClientConfig,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
@@ -73,6 +77,22 @@ impl PrivateKafka {
         Ok(())
     }
 
+    /// SIGSTOP: the broker stops answering, its connections open, as in a long GC pause or a
+    /// stalled VM; [`resume`](Self::resume) ends it.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal(Signal::SIGSTOP)
+    }
+
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal(Signal::SIGCONT)
+    }
+
+    fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        let process = self.process.as_ref().context("the broker is not running")?;
+        kill(Pid::from_raw(process.id() as i32), signal)?;
+        Ok(())
+    }
+
     /// Starts the broker on its data (after [`kill`](Self::kill)) and waits until it serves.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
@@ -104,6 +124,7 @@ impl PrivateKafka {
 
 impl Drop for PrivateKafka {
     fn drop(&mut self) {
+        let _ = self.resume();
         let _ = self.kill();
         remove_keeping_log(&self.dir, "broker.log");
     }

@@ -74,6 +74,7 @@ async fn a_wait_around_the_expiry_check_ends_in_rejection_never_approval_and_hol
         "hooks",
         &[
             ("DEADLINE_MS", "3000"),
+            ("FAULT_HOOKS", "on"),
             ("FAULT_DELAY_BEFORE_CHECK_MS", "5000"),
             ("FAULT_DELAY_AFTER_CHECK_MS", "5000"),
         ],

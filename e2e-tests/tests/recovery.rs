@@ -1,7 +1,8 @@
-//! The suite heals itself (saga-rules §8): a broker killed and restarted, PostgreSQL stopped with
-//! `-m immediate` and restarted, a consumer fenced out of its group, an event whose handling
-//! always fails, and one of two instances of every service killed. No test here touches
-//! anything after the fault but waiting: every saga must settle by itself.
+//! The suite heals itself (saga-rules §8): a broker killed and restarted or paused, a service
+//! stopped while the broker is paused, PostgreSQL stopped with `-m immediate` and restarted, a
+//! consumer fenced out of its group, an event whose handling always fails, and one of two
+//! instances of every service killed. After the fault, no test here does anything but wait
+//! (and restart what it stopped): every saga must settle by itself.
 
 use std::{
     future::Future,
@@ -60,6 +61,84 @@ async fn a_broker_killed_mid_flow_stops_no_saga_and_readiness_says_so_until_it_i
         "{} orders around a broker restart: {settled:?}",
         orders.len()
     );
+    Ok(())
+}
+
+/// A pause (SIGSTOP) catches the relays and consumers mid-send; once the broker runs again,
+/// every client must work again at once: a saga started then is approved within its deadline.
+#[tokio::test]
+async fn after_a_broker_pause_mid_flow_new_sagas_are_approved_in_time_and_none_is_stuck()
+-> anyhow::Result<()> {
+    let kafka = PrivateKafka::start("brokerpause").await?;
+    let servers = Servers {
+        kafka: kafka.bootstrap(),
+        ..Servers::shared()
+    };
+    let stack = Stack::start_on(servers, "brokerpause", &[]).await?;
+    stack.open_account(HOLDER, BALANCE).await?;
+
+    let (mut orders, ()) = orders_during(&stack, async {
+        first_orders(&stack).await?;
+        kafka.pause()?;
+        // Longer than the producers' message timeout, so that sends time out meanwhile.
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        kafka.resume()?;
+        Ok(())
+    })
+    .await?;
+    let recovered = time_until(SETTLE, || all_ready(&stack)).await?;
+    println!("every service ready {recovered:?} after the broker resumed");
+    // The default deadline of 5 s: a client still wedged by the pause would let these run
+    // into it.
+    for _ in 0..5 {
+        let after = stack.order(HOLDER, 1, 10).await?;
+        stack.finished(after, "APPROVED", SETTLE).await?;
+        orders.push(after);
+    }
+    let settled = stack
+        .settle_and_check(HOLDER, BALANCE, &orders, SETTLE)
+        .await?;
+    println!("{} orders around a broker pause: {settled:?}", orders.len());
+    Ok(())
+}
+
+/// SIGTERM while the broker is paused: the service cannot hand over or publish anything, and
+/// must exit within its shutdown bound all the same; the sagas settle once it is back.
+#[tokio::test]
+async fn a_sigterm_while_the_broker_is_paused_ends_the_process_within_its_bound()
+-> anyhow::Result<()> {
+    const BOUND: Duration = Duration::from_secs(3);
+    let kafka = PrivateKafka::start("termpause").await?;
+    let servers = Servers {
+        kafka: kafka.bootstrap(),
+        ..Servers::shared()
+    };
+    let bound = BOUND.as_millis().to_string();
+    let mut stack = Stack::start_on(
+        servers,
+        "termpause",
+        &[("DEADLINE_MS", "60000"), ("SHUTDOWN_TIMEOUT_MS", &bound)],
+    )
+    .await?;
+    stack.open_account(HOLDER, BALANCE).await?;
+    let mut orders = first_orders(&stack).await?;
+    kafka.pause()?;
+    // Orders written while the relay cannot publish them.
+    orders.extend(first_orders(&stack).await?);
+    let stopping = std::time::Instant::now();
+    stack.stop("order").await?;
+    let stopped = stopping.elapsed();
+    kafka.resume()?;
+    println!("order stopped {stopped:?} after SIGTERM with the broker paused");
+    assert!(
+        stopped < BOUND + Duration::from_secs(2),
+        "the order service took {stopped:?} to stop; its bound is {BOUND:?}"
+    );
+    stack.restart("order", &[]).await?;
+    let settled = stack
+        .settle_and_check(HOLDER, BALANCE, &orders, SETTLE)
+        .await?;
+    assert_eq!(settled.rejected, 0, "every order was approved");
     Ok(())
 }
 

@@ -19,11 +19,12 @@ pub struct FaultHooks {
 }
 
 impl FaultHooks {
-    /// `FAULT_HOOKS=off` switches them off; `FAULT_DELAY_BEFORE_CHECK_MS` and
+    /// Off unless `FAULT_HOOKS=on`: a client could otherwise make the exchange hold a
+    /// database connection for 10 s with one order. `FAULT_DELAY_BEFORE_CHECK_MS` and
     /// `FAULT_DELAY_AFTER_CHECK_MS` set the waits (10 s each by default).
     pub fn from_vars(vars: &Vars) -> anyhow::Result<Self> {
         Ok(FaultHooks {
-            enabled: vars.switch("FAULT_HOOKS", true)?,
+            enabled: vars.switch("FAULT_HOOKS", false)?,
             before_check: vars.millis("FAULT_DELAY_BEFORE_CHECK_MS", Duration::from_secs(10))?,
             after_check: vars.millis("FAULT_DELAY_AFTER_CHECK_MS", Duration::from_secs(10))?,
         })
@@ -92,6 +93,15 @@ mod tests {
         assert!(on.applies_to(Some("100")) && on.applies_to(Some("200")));
         assert!(!on.applies_to(Some("1")) && !on.applies_to(None));
         assert!(!hooks(false).applies_to(Some("100")));
+    }
+
+    #[test]
+    fn the_hooks_are_off_unless_switched_on() {
+        let vars = |pairs: &[(&str, &str)]| pairs.iter().copied().collect::<Vars>();
+        let off = FaultHooks::from_vars(&vars(&[])).unwrap();
+        assert!(!off.applies_to(Some("100")) && !off.applies_to(Some("200")));
+        let on = FaultHooks::from_vars(&vars(&[("FAULT_HOOKS", "on")])).unwrap();
+        assert!(on.applies_to(Some("100")) && on.applies_to(Some("200")));
     }
 
     #[tokio::test(start_paused = true)]

@@ -104,9 +104,14 @@ async fn a_rejection_before_any_exchange_still_compensates_and_a_late_order_is_i
 #[tokio::test]
 async fn a_deadline_passing_between_decision_and_write_refuses_the_exchange_and_holds_up_no_one()
 -> anyhow::Result<()> {
-    let app =
-        TestApp::spawn::<ExchangeService>(hooks(&[("FAULT_DELAY_AFTER_CHECK_MS", "5000")])?, &[])
-            .await?;
+    let app = TestApp::spawn::<ExchangeService>(
+        hooks(&[
+            ("FAULT_HOOKS", "on"),
+            ("FAULT_DELAY_AFTER_CHECK_MS", "5000"),
+        ])?,
+        &[],
+    )
+    .await?;
     // The decision must come before the deadline and the write after it: 2.5 s of margin on
     // either side, so that a busy machine cannot move the decision past the deadline.
     let hooked = event(5, 2_500, created("200", 500));

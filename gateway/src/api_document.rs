@@ -56,7 +56,9 @@ mod tests {
     use super::*;
 
     fn document_json() -> Value {
-        serde_json::to_value(document(crate::router().into_openapi())).unwrap()
+        let mut own = crate::router().into_openapi();
+        own.merge(crate::probe().into_openapi());
+        serde_json::to_value(document(own)).unwrap()
     }
 
     #[test]

@@ -64,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         connect: vars.millis("UPSTREAM_CONNECT_TIMEOUT_MS", Duration::from_secs(1))?,
         request: vars.millis("UPSTREAM_TIMEOUT_MS", Duration::from_secs(10))?,
     };
+    let shutdown_timeout = vars.millis("SHUTDOWN_TIMEOUT_MS", Duration::from_secs(10))?;
     let mut http = HttpConfig::from_vars(&vars, 8088)?;
     // An upstream that does not answer in time gets its own 504, naming it, before the
     // gateway's own timeout could answer a vaguer 503.
@@ -91,7 +92,9 @@ async fn main() -> anyhow::Result<()> {
             vars.parse("DEADLINE_URL", "http://127.0.0.1:8084".to_string())?,
         )?,
     ]);
-    let (routes, own_api) = router().split_for_parts();
+    let (routes, mut own_api) = router().split_for_parts();
+    let (probe, probe_api) = probe().split_for_parts();
+    own_api.merge(probe_api);
     let api_document = serde_json::to_vec(&api_document::document(own_api))
         .context("cannot write the API document")?;
     let gateway = Arc::new(Gateway {
@@ -102,30 +105,36 @@ async fn main() -> anyhow::Result<()> {
     let app = routes
         .fallback(forward)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(gateway);
-    let app = saga_runtime::http::layers(app, &http);
+        .with_state(gateway.clone());
+    let app = saga_runtime::http::layers(app, &http).merge(probe.with_state(gateway));
     let addr = http.addr;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, "gateway started");
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
             let signal = saga_runtime::service::shutdown_signal().await;
             tracing::info!(signal, "shutting down");
+            saga_runtime::service::exit_after(shutdown_timeout);
         })
         .await
         .context("gateway failed")
 }
 
-/// The gateway's own routes with their OpenAPI operations, built together; every other path is
-/// forwarded.
+/// The gateway's own routes with their OpenAPI operations, built together, but for [`probe`];
+/// every other path is forwarded.
 fn router() -> OpenApiRouter<Arc<Gateway>> {
     OpenApiRouter::new()
-        .routes(routes!(health))
         .routes(routes!(openapi))
         .routes(routes!(sagas))
         .routes(routes!(show_saga))
+}
+
+/// The health probe, served outside the load-shedding limit: a busy gateway is alive, and an
+/// orchestrator must not restart it for being busy.
+fn probe() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new().routes(routes!(health))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -18,6 +18,9 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub consumer: ConsumerConfig,
     pub log_format: LogFormat,
+    /// How long a stopping process may take, from SIGTERM to its exit, before it exits
+    /// anyway: whatever it had not committed is redone after its restart.
+    pub shutdown_timeout: Duration,
     /// Test-only crash point: abort right after committing the handling of this event type.
     pub crash_after_commit: Option<String>,
 }
@@ -133,6 +136,7 @@ impl Config {
             },
             consumer,
             log_format: LogFormat::from_vars(vars)?,
+            shutdown_timeout: vars.millis("SHUTDOWN_TIMEOUT_MS", Duration::from_secs(10))?,
             crash_after_commit: vars.get("FAULT_CRASH_AFTER_COMMIT"),
         })
     }

@@ -355,14 +355,22 @@ pub struct Probes {
 /// as this service saw them, and JSON errors for unknown routes.
 pub fn operational_routes(probes: Probes) -> Router {
     Router::new()
+        .route("/metrics", get(metrics))
+        .route("/sagas/{order_id}/events", get(saga_events))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .with_state(probes)
+}
+
+/// `/healthz` and `/readyz`, to be merged after [`layers`]: a probe is answered even when the
+/// service sheds load, so that an orchestrator does not restart a busy instance. Each answers
+/// within about a second.
+pub fn probe_routes(probes: Probes) -> Router {
+    Router::new()
         .route(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
         .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/sagas/{order_id}/events", get(saga_events))
-        .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(probes)
 }
 
@@ -525,6 +533,53 @@ mod tests {
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
         assert_eq!(json(refused).await["error"], "overloaded");
+
+        release.notify_one();
+        assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn health_probes_are_answered_while_the_service_sheds_load() {
+        let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let probes = Probes {
+            // Neither is reached by /healthz; /readyz finds both down.
+            pool: sqlx::postgres::PgPoolOptions::new()
+                .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+                .unwrap(),
+            producer: Arc::new(
+                crate::kafka::Producer::new(
+                    &crate::config::KafkaConfig {
+                        bootstrap: "127.0.0.1:1".into(),
+                        topic: "t".into(),
+                        dead_letter_topic: "t.DLT".into(),
+                        partitions: 1,
+                        group_id: "g".into(),
+                        group_instance_id: None,
+                        extra: Vec::new(),
+                    },
+                    Metrics::new("test", &[], &[]).unwrap(),
+                )
+                .unwrap(),
+            ),
+            metrics: Metrics::new("test", &[], &[]).unwrap(),
+        };
+        // The held request outlasts the readiness probe's second or two.
+        let config = HttpConfig {
+            timeout: Duration::from_secs(30),
+            ..config(1)
+        };
+        let app =
+            layers(held(entered.clone(), release.clone()), &config).merge(probe_routes(probes));
+        let first = tokio::spawn(app.clone().oneshot(request("/held")));
+        entered.notified().await;
+        let refused = app.clone().oneshot(request("/held")).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+        let health = app.clone().oneshot(request("/healthz")).await.unwrap();
+        assert_eq!(health.status(), StatusCode::OK);
+        let ready = app.clone().oneshot(request("/readyz")).await.unwrap();
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(json(ready).await["database"], false, "the probe itself ran");
 
         release.notify_one();
         assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);

@@ -73,10 +73,13 @@ pub fn consumer_settings(config: &KafkaConfig) -> ClientConfig {
 }
 
 /// The idempotent producer every part of a service publishes with. Idempotence keeps retries
-/// from duplicating or reordering a partition's messages; a fatal error (which librdkafka
-/// raises when it cannot keep that promise) leaves a producer unusable, so [`Producer::failed`]
-/// replaces it. Whatever the old one had not delivered is published again by its caller: the
-/// outbox keeps its rows until Kafka has acknowledged them.
+/// from duplicating or reordering a partition's messages. A delivery that failed replaces the
+/// producer ([`Producer::failed`]): a fatal error (raised when librdkafka cannot keep the
+/// idempotence promise) leaves it unusable, and one whose sends timed out against a paused
+/// broker can stay wedged long after the broker is back, timing out every send. Whatever the
+/// old one had not delivered is published again by its caller: the outbox keeps its rows until
+/// Kafka has acknowledged them, and the consumers' inboxes absorb a copy the old one delivered
+/// late.
 pub struct Producer {
     config: KafkaConfig,
     current: RwLock<FutureProducer>,
@@ -107,28 +110,26 @@ impl Producer {
         self.failing.store(false, Ordering::Relaxed);
     }
 
-    /// After a failed delivery: replaces the producer if it has hit a fatal error.
+    /// After a failed delivery: replaces the producer, saying why.
     pub fn failed(&self) {
         self.failing.store(true, Ordering::Relaxed);
-        let Some((code, reason)) = self.get().client().fatal_error() else {
-            return;
-        };
-        let Ok(mut current) = self.current.write() else {
-            return;
-        };
-        // Another caller may have replaced it meanwhile.
-        if current.client().fatal_error().is_none() {
-            return;
-        }
+        let fatal = self.get().client().fatal_error();
         match create_producer(&self.config) {
             Ok(fresh) => {
+                let Ok(mut current) = self.current.write() else {
+                    return;
+                };
                 *current = fresh;
+                drop(current);
                 self.metrics.client_recreated("producer");
-                tracing::warn!(
-                    error.code = ?code,
-                    error.message = reason,
-                    "kafka producer recreated after a fatal error"
-                );
+                match fatal {
+                    Some((code, reason)) => tracing::warn!(
+                        error.code = ?code,
+                        error.message = reason,
+                        "kafka producer recreated after a fatal error"
+                    ),
+                    None => tracing::warn!("kafka producer recreated after a failed delivery"),
+                }
             }
             Err(error) => tracing::error!(
                 error.message = format!("{error:#}"),
@@ -157,7 +158,9 @@ fn create_producer(config: &KafkaConfig) -> anyhow::Result<FutureProducer> {
             ("enable.idempotence", "true"),
             ("acks", "all"),
             ("linger.ms", "1"),
-            ("message.timeout.ms", "10000"),
+            // A send not acknowledged by the saga's deadline (5 s by default) is given up and
+            // retried on a fresh producer: waiting longer only holds up the relay.
+            ("message.timeout.ms", "5000"),
         ],
     )
     .create()
@@ -207,15 +210,21 @@ mod tests {
     }
 
     #[test]
-    fn a_producer_that_failed_fatally_is_replaced_and_counted() {
+    fn a_producer_whose_delivery_failed_is_replaced_and_counted_fatal_or_not() {
         let metrics = Metrics::new("test", &[], &[]).unwrap();
         let producer = Producer::new(&config(), metrics.clone()).unwrap();
+        let first = producer.get();
         producer.failed();
         assert!(!producer.healthy(), "a failed delivery is reported");
+        assert_ne!(
+            first.client().native_ptr(),
+            producer.get().client().native_ptr(),
+            "a new producer"
+        );
         assert!(
             metrics
                 .render()
-                .contains(r#"kafka_clients_recreated{app="test",client="producer"} 0"#)
+                .contains(r#"kafka_clients_recreated{app="test",client="producer"} 1"#)
         );
 
         let broken = producer.get();
@@ -238,7 +247,7 @@ mod tests {
         assert!(
             metrics
                 .render()
-                .contains(r#"kafka_clients_recreated{app="test",client="producer"} 1"#)
+                .contains(r#"kafka_clients_recreated{app="test",client="producer"} 2"#)
         );
         producer.delivered();
         assert!(producer.healthy());

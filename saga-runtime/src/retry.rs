@@ -13,10 +13,12 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// 100 ms doubling up to 5 s: for infrastructure that is down and will come back.
+    /// 100 ms doubling up to 1 s: for infrastructure that is down and will come back. One
+    /// attempt a second costs a down server nothing, and a longer wait would hold sagas up
+    /// after it is back.
     pub const DEFAULT: Backoff = Backoff {
         initial: Duration::from_millis(100),
-        max: Duration::from_secs(5),
+        max: Duration::from_secs(1),
     };
 
     /// The wait after the `failures`-th failure in a row (the first is 1).
@@ -68,11 +70,11 @@ mod tests {
 
     #[test]
     fn the_wait_doubles_up_to_its_maximum() {
-        let delays: Vec<u64> = (1..=8)
+        let delays: Vec<u64> = (1..=6)
             .map(|n| Backoff::DEFAULT.delay(n).as_millis() as u64)
             .collect();
-        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
-        assert_eq!(Backoff::DEFAULT.delay(u32::MAX), Duration::from_secs(5));
+        assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(Backoff::DEFAULT.delay(u32::MAX), Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]

@@ -22,7 +22,7 @@ use crate::{
     EventHandler,
     config::{Config, Vars},
     consumer, db,
-    http::{Probes, layers, operational_routes},
+    http::{Probes, layers, operational_routes, probe_routes},
     kafka::{self, Producer},
     metrics::Metrics,
     outbox, telemetry,
@@ -76,6 +76,7 @@ pub async fn serve<S: Service>() -> anyhow::Result<()> {
     let config = Config::from_vars(S::NAME, S::PORT, S::DATABASE, &vars)?;
     telemetry::init(config.log_format);
     let settings = S::settings(&vars)?;
+    let bound = config.shutdown_timeout;
     let app = App::<S>::build(config, settings).await?;
     let stop = CancellationToken::new();
     tokio::spawn({
@@ -84,9 +85,25 @@ pub async fn serve<S: Service>() -> anyhow::Result<()> {
             let signal = shutdown_signal().await;
             tracing::info!(signal, "shutting down");
             stop.cancel();
+            exit_after(bound);
         }
     });
     app.run_until_stopped(stop).await
+}
+
+/// Ends the process `bound` from now if it is still running then. A plain thread, not a task:
+/// a runtime that is stopping may never poll a task again, and waits for blocking work (a
+/// librdkafka call stuck on a paused broker) without limit. Exiting loses nothing: what was
+/// not committed is redone after the restart, as after a crash.
+pub fn exit_after(bound: std::time::Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(bound);
+        tracing::error!(
+            timeout_ms = bound.as_millis() as u64,
+            "shutdown did not finish in time; exiting without finishing it"
+        );
+        std::process::exit(1);
+    });
 }
 
 /// A service built and ready to run.
@@ -152,15 +169,16 @@ impl<S: Service> App<S> {
             listener,
             started,
         } = self;
+        let probes = Probes {
+            pool: pool.clone(),
+            producer: producer.clone(),
+            metrics: metrics.clone(),
+        };
         let app = Router::from(S::api())
             .with_state(service.clone())
-            .merge(operational_routes(Probes {
-                pool: pool.clone(),
-                producer: producer.clone(),
-                metrics: metrics.clone(),
-            }))
+            .merge(operational_routes(probes.clone()))
             .method_not_allowed_fallback(crate::http::method_not_allowed);
-        let app = layers(app, &config.http);
+        let app = layers(app, &config.http).merge(probe_routes(probes));
 
         let parts = Parts::new(stop.clone());
         let http_stop = stop.clone();
