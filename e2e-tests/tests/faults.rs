@@ -183,6 +183,14 @@ async fn redelivering_every_event_of_finished_sagas_changes_nothing() -> anyhow:
     stack
         .finished(unknown, "REJECTED DUE TO POINT LIMIT", SETTLE)
         .await?;
+    // The order's outcome does not wait for the deadline service to cancel its deadline.
+    wait_until(SETTLE, || async {
+        let (_, deadlines) = stack.get("deadline", "/deadlines").await.ok()?;
+        let deadlines = deadlines.as_array()?;
+        (deadlines.len() == 3 && deadlines.iter().all(|d| d["status"] == "CANCELLED")).then_some(())
+    })
+    .await
+    .map_err(|e| e.context("the deadlines of the finished sagas were not all cancelled"))?;
     let before = snapshot(&stack).await?;
 
     let events = stack.events().await?;
