@@ -1,10 +1,9 @@
 //! What the faults of a chaos run cost: the sagas it lost, and which fault lost each.
 //!
 //! A saga is **lost** when it was rejected by its deadline although its holder had the points:
-//! its amount is at most the holder's balance at the end of the run. The balance only ever
-//! went down by approved orders, so such a saga would have been approved had nothing held it up
-//! (a saga rejected by its deadline whose amount exceeds that balance might have been approved
-//! in place of another, and is not counted: the count errs low, never high).
+//! its amount is at most what the holder had left when it was created, the opening balance
+//! less the orders created before it that were approved. Had nothing held it up, it would have
+//! been approved then (the orders after it would have found less).
 //!
 //! Each lost saga is put down to the last fault injected before its deadline: sagas take tens
 //! of milliseconds when nothing is wrong, so one that ran into its deadline was held up by
@@ -71,20 +70,22 @@ impl Losses {
     }
 }
 
-/// The orders among `orders` that were lost, given each holder's final balance.
-pub fn lost<'a>(
-    orders: impl IntoIterator<Item = &'a Order>,
-    balances: &BTreeMap<String, Decimal>,
-) -> Vec<&'a Order> {
-    orders
-        .into_iter()
-        .filter(|order| {
-            order.status == REJECTED_BY_DEADLINE
-                && balances
-                    .get(&order.holder_id)
-                    .is_some_and(|balance| order.amount <= *balance)
-        })
-        .collect()
+/// The orders among `orders` that were lost, every holder's account having opened with
+/// `initial` points.
+pub fn lost<'a>(orders: impl IntoIterator<Item = &'a Order>, initial: Decimal) -> Vec<&'a Order> {
+    let mut by_creation: Vec<&Order> = orders.into_iter().collect();
+    by_creation.sort_by_key(|order| (order.created_at, order.id));
+    let mut left: BTreeMap<&str, Decimal> = BTreeMap::new();
+    let mut lost = Vec::new();
+    for order in by_creation {
+        let left = left.entry(&order.holder_id).or_insert(initial);
+        match order.status.as_str() {
+            "APPROVED" => *left -= order.amount,
+            REJECTED_BY_DEADLINE if order.amount <= *left => lost.push(order),
+            _ => {}
+        }
+    }
+    lost
 }
 
 /// Puts each lost order down to the last of `faults` (in the order they were injected)
@@ -145,16 +146,21 @@ mod tests {
 
     #[test]
     fn a_saga_is_lost_only_if_its_deadline_rejected_it_while_its_holder_had_the_points() {
-        let balances = BTreeMap::from([("a".to_string(), Decimal::from(300))]);
+        // Holders open with 1000; what is left is what approvals created earlier leave.
         let orders = [
-            order(1, "a", 300, REJECTED_BY_DEADLINE, 0.0),
-            order(2, "a", 301, REJECTED_BY_DEADLINE, 0.0),
-            order(3, "a", 100, "REJECTED DUE TO POINT LIMIT", 0.0),
-            order(4, "a", 100, "APPROVED", 0.0),
-            order(5, "unknown", 100, REJECTED_BY_DEADLINE, 0.0),
+            order(1, "a", 700, "APPROVED", 0.0),
+            order(2, "a", 300, REJECTED_BY_DEADLINE, 1.0), // 300 left: lost
+            order(3, "a", 301, REJECTED_BY_DEADLINE, 2.0), // more than is left
+            order(4, "a", 100, "REJECTED DUE TO POINT LIMIT", 3.0),
+            order(5, "a", 200, "APPROVED", 4.0),
+            order(6, "a", 100, REJECTED_BY_DEADLINE, 5.0), // 100 left: lost
+            order(7, "b", 1000, REJECTED_BY_DEADLINE, 6.0), // another holder's 1000
         ];
-        let lost: Vec<i64> = lost(&orders, &balances).iter().map(|o| o.id).collect();
-        assert_eq!(lost, [1]);
+        let lost: Vec<i64> = lost(&orders, Decimal::from(1000))
+            .iter()
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(lost, [2, 6, 7]);
     }
 
     #[test]

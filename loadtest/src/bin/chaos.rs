@@ -168,7 +168,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         events,
     };
     let violations = invariants::check(&observed);
-    let lost = availability::lost(observed.sagas.iter().map(|s| &s.order), &observed.balances);
+    let lost = availability::lost(observed.sagas.iter().map(|s| &s.order), initial);
     let losses = availability::attribute(&lost, &faults.windows);
 
     let unsettled = report(&observed, &load.failures, &faults, &violations);
