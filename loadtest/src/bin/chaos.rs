@@ -86,6 +86,10 @@ struct Options {
     /// The gateway's address.
     #[arg(long, default_value = "http://127.0.0.1:8088")]
     gateway: String,
+    /// Prints the faults the seed and options plan, with their times and downtimes, and
+    /// exits without running anything.
+    #[arg(long)]
+    plan: bool,
 }
 
 /// How long a request to the gateway may take; longer than the gateway's own upstream
@@ -130,6 +134,16 @@ async fn main() -> anyhow::Result<ExitCode> {
         plan.holders,
         plan.faults.len(),
     );
+    if options.plan {
+        for fault in &plan.faults {
+            println!(
+                "+{:6.1} s  {fault:<38} for {:.1} s",
+                fault.at.as_secs_f64(),
+                fault.downtime.as_secs_f64()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
 
     let gateway = Gateway::new(&options.gateway, REQUEST_TIMEOUT)?;
     let topic = Topic::from_env();

@@ -16,7 +16,9 @@
 //!   batches of one transaction each, and an event whose handling deliberately waits runs alone,
 //!   so a slow saga holds up only itself.
 //! - **Self-healing**: a consumer that librdkafka declares fatally failed (a fenced static
-//!   member, say, after a broker restart) is replaced by a new one that rejoins the group; what
+//!   member, say, after a broker restart), or that has been out of its group for
+//!   [`OUT_OF_GROUP`] while the broker answers (one whose requests to the group coordinator
+//!   stayed queued after a broker pause), is replaced by a new one that rejoins the group; what
 //!   the old one had fetched but not finished is fetched again. A revoked partition's waiting
 //!   events are dropped: its new owner fetches them from the last commit.
 //!
@@ -31,6 +33,7 @@ mod queues;
 use std::{
     collections::{HashSet, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
 };
 
 use anyhow::Context;
@@ -132,6 +135,7 @@ pub async fn run<H: EventHandler>(
         state: Mutex::new(State::default()),
         ready_to_apply: Notify::new(),
         watermarks,
+        membership: Mutex::default(),
         tasks: TaskTracker::new(),
         shutdown: shutdown.clone(),
     });
@@ -158,7 +162,7 @@ pub async fn run<H: EventHandler>(
         let ended = consumer
             .fetch(&kafka, generation, &permits, &mut finished)
             .await;
-        if let Ended::Fatal(code, reason) = ended {
+        if let Ended::Unusable(code, reason) = ended {
             // The old consumer is unusable: forget what it fetched (its running events still
             // finish, but commit nothing), then join the group again with a new one.
             consumer.metrics.client_recreated("consumer");
@@ -166,7 +170,7 @@ pub async fn run<H: EventHandler>(
             tracing::warn!(
                 error.code = ?code,
                 error.message = reason,
-                "kafka consumer failed fatally; recreating it"
+                "kafka consumer unusable; recreating it"
             );
             consumer.state().forget_all();
             tokio::task::spawn_blocking(move || drop(kafka));
@@ -200,12 +204,48 @@ pub async fn run<H: EventHandler>(
 }
 
 /// A consumer that failed within this time of its creation makes the next wait longer.
-const RECREATED_RECENTLY: std::time::Duration = std::time::Duration::from_secs(30);
+const RECREATED_RECENTLY: Duration = Duration::from_secs(30);
+
+/// How long a consumer may be out of its group while the broker answers before it is
+/// replaced: longer than a rebalance takes even when a paused member holds it up until its
+/// session times out (6 s).
+pub const OUT_OF_GROUP: Duration = Duration::from_secs(10);
 
 /// How one consumer's fetching ended.
 enum Ended {
     Shutdown,
-    Fatal(Option<RDKafkaErrorCode>, String),
+    /// Failed fatally, or stuck out of its group: it must be replaced.
+    Unusable(Option<RDKafkaErrorCode>, String),
+}
+
+/// What the statistics of the current Kafka consumer last said of its membership in its group:
+/// librdkafka's group state is `up` and its join state `steady` while it is a member.
+#[derive(Default)]
+struct Membership {
+    /// When the statistics last came; they come each second while the consumer is polled.
+    reported: Option<Instant>,
+    /// Since when it has been out of its group, if it is.
+    out_since: Option<Instant>,
+}
+
+impl Membership {
+    fn report(&mut self, in_group: bool) {
+        let now = Instant::now();
+        self.reported = Some(now);
+        if in_group {
+            self.out_since = None;
+        } else {
+            self.out_since.get_or_insert(now);
+        }
+    }
+
+    /// Out of its group for `limit`, by statistics that are still current.
+    fn stuck(&self, limit: Duration) -> bool {
+        let current = self
+            .reported
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(3));
+        current && self.out_since.is_some_and(|since| since.elapsed() >= limit)
+    }
 }
 
 /// A fetched event on its way to being applied; its permit is returned when it is dropped.
@@ -249,6 +289,8 @@ struct Consumer<H> {
     ready_to_apply: Notify,
     /// Finished offsets, to the fetch loop: only it touches the Kafka consumer.
     watermarks: mpsc::UnboundedSender<Watermark>,
+    /// Of the current Kafka consumer.
+    membership: Mutex<Membership>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -296,7 +338,26 @@ impl<H: EventHandler> Consumer<H> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn membership(&self) -> MutexGuard<'_, Membership> {
+        self.membership
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the current consumer has been out of its group for [`OUT_OF_GROUP`] although
+    /// the broker answers (a broker that is down or paused explains it, and is waited for).
+    async fn stuck_out_of_group(&self) -> bool {
+        if !self.membership().stuck(OUT_OF_GROUP) {
+            return false;
+        }
+        let producer = self.dead_letters.producer.clone();
+        tokio::task::spawn_blocking(move || producer.broker_reachable(Duration::from_secs(1)))
+            .await
+            .unwrap_or(false)
+    }
+
     fn subscribe(self: &Arc<Self>) -> anyhow::Result<StreamConsumer<Events<H>>> {
+        *self.membership() = Membership::default();
         let events = Events {
             consumer: self.clone(),
             generation: self.state().generation,
@@ -329,10 +390,19 @@ impl<H: EventHandler> Consumer<H> {
         // own, and reconnects by itself: the errors are drained at once (a rebalance waits behind
         // them in the same queue), and only a change of error is logged.
         let mut last_error = None;
+        let mut membership_check = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return Ended::Shutdown,
+                _ = membership_check.tick() => {
+                    if self.stuck_out_of_group().await {
+                        let reason = format!(
+                            "out of its group for {OUT_OF_GROUP:?} while the broker answers"
+                        );
+                        return Ended::Unusable(None, reason);
+                    }
+                }
                 Some(watermark) = finished.recv() => self.store(kafka, generation, watermark),
                 acquired = permits.clone().acquire_owned(), if permit.is_none() => {
                     permit = acquired.ok();
@@ -349,11 +419,11 @@ impl<H: EventHandler> Consumer<H> {
                             || code.to_string(),
                             |(_, reason)| reason,
                         );
-                        return Ended::Fatal(Some(code), reason);
+                        return Ended::Unusable(Some(code), reason);
                     }
                     Err(error) => {
                         if let Some((code, reason)) = kafka.client().fatal_error() {
-                            return Ended::Fatal(Some(code), reason);
+                            return Ended::Unusable(Some(code), reason);
                         }
                         self.metrics.error(metrics::CONSUME, "kafka");
                         let error = error.to_string();
@@ -655,6 +725,26 @@ impl<H: EventHandler> ClientContext for Events<H> {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(error.message = %error, reason, "kafka consumer error");
     }
+
+    /// Reads only the group's part of the statistics, for [`Membership`].
+    fn stats_raw(&self, statistics: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Statistics {
+            cgrp: Option<Group>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Group {
+            state: String,
+            join_state: String,
+        }
+        if self.consumer.state().generation != self.generation {
+            return;
+        }
+        if let Ok(Statistics { cgrp: Some(group) }) = serde_json::from_slice(statistics) {
+            let in_group = group.state == "up" && group.join_state == "steady";
+            self.consumer.membership().report(in_group);
+        }
+    }
 }
 
 impl<H: EventHandler> ConsumerContext for Events<H> {
@@ -691,5 +781,27 @@ impl<H: EventHandler> ConsumerContext for Events<H> {
                 tracing::warn!(error.message = %error, "kafka rebalance failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_is_stuck_only_once_current_statistics_have_said_so_for_long_enough() {
+        let mut membership = Membership::default();
+        assert!(!membership.stuck(Duration::ZERO), "no statistics yet");
+        membership.report(false);
+        assert!(membership.stuck(Duration::ZERO));
+        assert!(!membership.stuck(Duration::from_secs(60)), "not for long");
+        membership.report(true);
+        assert!(!membership.stuck(Duration::ZERO), "back in its group");
+        membership.report(false);
+        membership.reported = Some(Instant::now() - Duration::from_secs(10));
+        assert!(
+            !membership.stuck(Duration::ZERO),
+            "statistics no longer current"
+        );
     }
 }
