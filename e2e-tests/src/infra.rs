@@ -12,6 +12,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
@@ -288,25 +289,15 @@ fn java(dir: &Path, class: &str) -> Command {
     command
 }
 
-/// A cluster id as Kafka writes one: 16 random bytes in URL-safe base64, unpadded.
+/// A cluster id as Kafka makes one: 16 random bytes in URL-safe base64, unpadded, and never
+/// starting with `-`, which the storage tool's command line would take for an option.
 fn cluster_id() -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = uuid::Uuid::new_v4().into_bytes();
-    let mut bits = 0u32;
-    let mut held = 0;
-    let mut id = String::new();
-    for byte in bytes {
-        bits = (bits << 8) | u32::from(byte);
-        held += 8;
-        while held >= 6 {
-            held -= 6;
-            id.push(ALPHABET[((bits >> held) & 63) as usize] as char);
+    loop {
+        let id = URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().into_bytes());
+        if !id.starts_with('-') {
+            return id;
         }
     }
-    if held > 0 {
-        id.push(ALPHABET[((bits << (6 - held)) & 63) as usize] as char);
-    }
-    id
 }
 
 fn postgres_bin() -> anyhow::Result<PathBuf> {
@@ -349,12 +340,15 @@ mod tests {
     use super::cluster_id;
 
     #[test]
-    fn cluster_ids_are_22_url_safe_characters() {
-        let id = cluster_id();
-        assert_eq!(id.len(), 22, "{id}");
-        assert!(
-            id.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        );
+    fn cluster_ids_are_22_url_safe_characters_never_starting_with_a_dash() {
+        for _ in 0..1000 {
+            let id = cluster_id();
+            assert_eq!(id.len(), 22, "{id}");
+            assert!(
+                id.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            );
+            assert!(!id.starts_with('-'), "{id}");
+        }
     }
 }

@@ -224,7 +224,7 @@ async fn a_consumer_fenced_out_of_its_group_is_replaced_and_consumes_again() -> 
     assert!(
         stack
             .log("point")?
-            .contains("kafka consumer failed fatally"),
+            .contains("kafka consumer unusable; recreating it"),
         "the replacement is logged with its reason"
     );
 

@@ -548,15 +548,7 @@ mod tests {
                 .unwrap(),
             producer: Arc::new(
                 crate::kafka::Producer::new(
-                    &crate::config::KafkaConfig {
-                        bootstrap: "127.0.0.1:1".into(),
-                        topic: "t".into(),
-                        dead_letter_topic: "t.DLT".into(),
-                        partitions: 1,
-                        group_id: "g".into(),
-                        group_instance_id: None,
-                        extra: Vec::new(),
-                    },
+                    &crate::kafka::tests::config(),
                     Metrics::new("test", &[], &[]).unwrap(),
                 )
                 .unwrap(),

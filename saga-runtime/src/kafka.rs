@@ -194,14 +194,14 @@ pub async fn ensure_topics(config: &KafkaConfig) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use rdkafka::{bindings, types::RDKafkaRespErr};
 
     use super::*;
 
-    fn config() -> KafkaConfig {
+    /// A configuration whose broker does not exist: creating a client needs none.
+    pub(crate) fn config() -> KafkaConfig {
         KafkaConfig {
-            // Nothing listens here: creating a client needs no broker.
             bootstrap: "127.0.0.1:1".into(),
             topic: "t".into(),
             dead_letter_topic: "t.DLT".into(),
