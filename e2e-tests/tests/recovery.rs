@@ -35,7 +35,7 @@ async fn a_broker_killed_mid_flow_stops_no_saga_and_readiness_says_so_until_it_i
     let stack = Stack::start_on(servers, "brokerkill", &[("DEADLINE_MS", "4000")]).await?;
     stack.open_account(HOLDER, BALANCE).await?;
 
-    let (mut orders, recovered) = orders_during(&stack, async {
+    let (orders, recovered) = orders_during(&stack, async {
         first_orders(&stack).await?;
         kafka.kill()?;
         for service in SERVICES {
@@ -50,18 +50,7 @@ async fn a_broker_killed_mid_flow_stops_no_saga_and_readiness_says_so_until_it_i
     })
     .await?;
     println!("every service ready {recovered:?} after the broker was back");
-    let after = stack.order(HOLDER, 1, 10).await?;
-    stack.finished(after, "APPROVED", SETTLE).await?;
-    orders.push(after);
-
-    let settled = stack
-        .settle_and_check(HOLDER, BALANCE, &orders, SETTLE)
-        .await?;
-    println!(
-        "{} orders around a broker restart: {settled:?}",
-        orders.len()
-    );
-    Ok(())
+    approved_then_settled(&stack, orders, 1, "a broker restart").await
 }
 
 /// A pause (SIGSTOP) catches the relays and consumers mid-send; once the broker runs again,
@@ -77,7 +66,7 @@ async fn after_a_broker_pause_mid_flow_new_sagas_are_approved_in_time_and_none_i
     let stack = Stack::start_on(servers, "brokerpause", &[]).await?;
     stack.open_account(HOLDER, BALANCE).await?;
 
-    let (mut orders, ()) = orders_during(&stack, async {
+    let (orders, ()) = orders_during(&stack, async {
         first_orders(&stack).await?;
         kafka.pause()?;
         // Longer than the producers' message timeout, so that sends time out meanwhile.
@@ -90,16 +79,7 @@ async fn after_a_broker_pause_mid_flow_new_sagas_are_approved_in_time_and_none_i
     println!("every service ready {recovered:?} after the broker resumed");
     // The default deadline of 5 s: a client still wedged by the pause would let these run
     // into it.
-    for _ in 0..5 {
-        let after = stack.order(HOLDER, 1, 10).await?;
-        stack.finished(after, "APPROVED", SETTLE).await?;
-        orders.push(after);
-    }
-    let settled = stack
-        .settle_and_check(HOLDER, BALANCE, &orders, SETTLE)
-        .await?;
-    println!("{} orders around a broker pause: {settled:?}", orders.len());
-    Ok(())
+    approved_then_settled(&stack, orders, 5, "a broker pause").await
 }
 
 /// SIGTERM while the broker is paused: the service cannot hand over or publish anything, and
@@ -328,6 +308,26 @@ async fn with_two_instances_of_every_service_one_killed_mid_flow_loses_nothing()
         .settle_and_check(HOLDER, BALANCE, &orders, SETTLE)
         .await?;
     assert_eq!(settled.rejected, 0, "every order was approved in time");
+    Ok(())
+}
+
+/// After a fault: `count` more orders, each approved in time before the next is placed; then
+/// every one of `orders` and these must settle consistently.
+async fn approved_then_settled(
+    stack: &Stack,
+    mut orders: Vec<i64>,
+    count: usize,
+    fault: &str,
+) -> anyhow::Result<()> {
+    for _ in 0..count {
+        let after = stack.order(HOLDER, 1, 10).await?;
+        stack.finished(after, "APPROVED", SETTLE).await?;
+        orders.push(after);
+    }
+    let settled = stack
+        .settle_and_check(HOLDER, BALANCE, &orders, SETTLE)
+        .await?;
+    println!("{} orders around {fault}: {settled:?}", orders.len());
     Ok(())
 }
 
