@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
         connect: vars.millis("UPSTREAM_CONNECT_TIMEOUT_MS", Duration::from_secs(1))?,
         request: vars.millis("UPSTREAM_TIMEOUT_MS", Duration::from_secs(10))?,
     };
-    let shutdown_timeout = vars.millis("SHUTDOWN_TIMEOUT_MS", Duration::from_secs(10))?;
+    let shutdown_timeout = saga_runtime::config::shutdown_timeout(&vars)?;
     let mut http = HttpConfig::from_vars(&vars, 8088)?;
     // An upstream that does not answer in time gets its own 504, naming it, before the
     // gateway's own timeout could answer a vaguer 503.

@@ -136,7 +136,7 @@ impl Config {
             },
             consumer,
             log_format: LogFormat::from_vars(vars)?,
-            shutdown_timeout: vars.millis("SHUTDOWN_TIMEOUT_MS", Duration::from_secs(10))?,
+            shutdown_timeout: shutdown_timeout(vars)?,
             crash_after_commit: vars.get("FAULT_CRASH_AFTER_COMMIT"),
         })
     }
@@ -157,6 +157,12 @@ impl HttpConfig {
             max_body_bytes: vars.parse("HTTP_MAX_BODY_BYTES", 64 * 1024)?,
         })
     }
+}
+
+/// `SHUTDOWN_TIMEOUT_MS`: how long a process may take from SIGTERM to its exit (10 s), for
+/// the services and the gateway alike.
+pub fn shutdown_timeout(vars: &Vars) -> anyhow::Result<Duration> {
+    vars.millis("SHUTDOWN_TIMEOUT_MS", Duration::from_secs(10))
 }
 
 impl LogFormat {
