@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use common_events::EventType;
 use prometheus::Histogram;
-use saga_runtime::{Service, ServiceContext, config::Vars, outbox};
+use saga_runtime::{Service, ServiceContext, config::Vars, retention::Table, outbox};
 use sqlx::{PgPool, migrate::Migrator};
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
@@ -29,6 +29,13 @@ impl Service for DeadlineService {
     const PORT: u16 = 8084;
     const DATABASE: &'static str = "saga_deadline";
     const PRODUCES: &'static [EventType] = &[EventType::DeadlineReached];
+    /// A deadline is kept while it may still fire.
+    const RETAINED: &'static [Table] = &[Table {
+        name: "deadlines",
+        key: "order_id",
+        age: "created_at",
+        finished: "status <> 'PENDING'",
+    }];
 
     type Settings = ();
 

@@ -120,6 +120,13 @@ impl TestApp {
         .context("the service never became ready")
     }
 
+    /// A connection to the service's database made as the service makes its own, with the
+    /// same limits: to play another instance of it.
+    pub async fn service_connection(&self) -> anyhow::Result<sqlx::PgConnection> {
+        use sqlx::Connection;
+        Ok(sqlx::PgConnection::connect_with(&saga_runtime::db::options(&self.config.database)?).await?)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -133,11 +140,25 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-        let answer = self.http.post(self.url(path)).json(body).send().await?;
-        Ok((
-            answer.status().as_u16(),
-            answer.json().await.unwrap_or(Value::Null),
-        ))
+        let (status, _, body) = self.post_with_headers(path, body, &[]).await?;
+        Ok((status, body))
+    }
+
+    /// A POST with extra request headers; the answer's status, headers and body.
+    pub async fn post_with_headers(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(u16, reqwest::header::HeaderMap, Value)> {
+        let request = headers
+            .iter()
+            .fold(self.http.post(self.url(path)).json(body), |request, (name, value)| {
+                request.header(*name, *value)
+            });
+        let answer = request.send().await?;
+        let (status, headers) = (answer.status().as_u16(), answer.headers().clone());
+        Ok((status, headers, answer.json().await.unwrap_or(Value::Null)))
     }
 
     /// Publishes `event` as the service that emits it would: keyed by its order, typed.

@@ -181,7 +181,6 @@ impl Stack {
         command
             .envs(&self.env)
             .env("PORT", self.ports[instance].to_string())
-            .env("KAFKA_GROUP_INSTANCE_ID", format!("{}-{instance}", self.id))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -274,7 +274,7 @@ async fn an_event_whose_handling_always_fails_is_set_aside_and_its_saga_ends_by_
 }
 
 #[tokio::test]
-async fn with_two_instances_of_every_service_one_killed_mid_flow_loses_nothing()
+async fn with_two_instances_of_every_service_one_killed_mid_flow_fails_over_within_the_deadline_and_loses_nothing()
 -> anyhow::Result<()> {
     let mut stack = Stack::start("twoinstances", &[("DEADLINE_MS", "30000")]).await?;
     for service in SERVICES {
@@ -285,10 +285,12 @@ async fn with_two_instances_of_every_service_one_killed_mid_flow_loses_nothing()
     }
     stack.open_account(HOLDER, BALANCE).await?;
     let mut orders = first_orders(&stack).await?;
+    let killed = std::time::Instant::now();
     for service in SERVICES {
         stack.kill(service)?;
     }
-    // The survivors take the partitions over once the group gives up on the dead members.
+    // The survivors take the partitions over once the group gives up on the dead members,
+    // within a saga's default deadline (5 s): the consumers' sessions last 2 s.
     for service in SERVICES {
         let instance = format!("{service}-2");
         wait_until(SETTLE, || async {
@@ -300,6 +302,11 @@ async fn with_two_instances_of_every_service_one_killed_mid_flow_loses_nothing()
         })
         .await?;
     }
+    let failover = killed.elapsed();
+    assert!(
+        failover < Duration::from_secs(5),
+        "the survivors held every partition {failover:?} after the kill"
+    );
     for service in SERVICES {
         stack.answer_from(service, &format!("{service}-2"));
     }

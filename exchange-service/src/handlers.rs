@@ -54,6 +54,13 @@ impl EventHandler for ExchangeService {
             decided.push(match decision {
                 Decision::Ignore(reason) => Outcome::Ignored(reason),
                 Decision::Exchange { exchange, emit } => {
+                    if self.hooks.applies_to(currency_of(event)) {
+                        // The hook holds this transaction open on purpose: PostgreSQL must not
+                        // end it as a stalled one (see saga_runtime::db::options).
+                        sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
                     self.hooks.after_check(currency_of(event)).await;
                     exchanged.push(event, exchange);
                     Outcome::Applied(Some(emit))

@@ -10,7 +10,7 @@ pub mod http;
 use std::sync::Arc;
 
 use common_events::EventType;
-use saga_runtime::{Service, ServiceContext, config::Vars};
+use saga_runtime::{Service, ServiceContext, config::Vars, retention::Table};
 use sqlx::{PgPool, migrate::Migrator};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -27,6 +27,12 @@ impl Service for ExchangeService {
     const DATABASE: &'static str = "saga_exchange";
     const PRODUCES: &'static [EventType] =
         &[EventType::ExchangeSucceed, EventType::ExchangeCompensated];
+    const RETAINED: &'static [Table] = &[Table {
+        name: "exchanges",
+        key: "order_id",
+        age: "created_at",
+        finished: "true",
+    }];
 
     type Settings = fault::FaultHooks;
 

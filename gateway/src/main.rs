@@ -17,12 +17,14 @@ use axum::{
     Json,
     body::{Body, Bytes, to_bytes},
     extract::{Request, State},
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
 use saga_runtime::{
     config::{HttpConfig, LogFormat, Vars},
-    http::{ErrorBody, ErrorCode, PathParam, error_response, method_not_allowed},
+    http::{
+        ErrorBody, ErrorCode, IDEMPOTENCY_KEY, PathParam, error_response, method_not_allowed,
+    },
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -206,7 +208,7 @@ fn format(headers: &HeaderMap) -> Format {
 )]
 async fn sagas(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     let orders = gateway.upstreams["order"]
-        .send(|client, base| client.get(format!("{base}/orders?limit=100")))
+        .send(true, |client, base| client.get(format!("{base}/orders?limit=100")))
         .await;
     let orders: Vec<Value> = match orders {
         Ok(answer) => serde_json::from_slice(&answer.body).unwrap_or_default(),
@@ -289,10 +291,13 @@ async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Respo
         );
     };
     let method = request.method().clone();
-    // The request id goes along, so the service's log lines carry the gateway's id.
+    let repeatable = method == Method::GET || request.headers().contains_key(IDEMPOTENCY_KEY);
+    // The request id goes along, so the service's log lines carry the gateway's id; the
+    // idempotency key, so that a retried POST places one order.
     let passed_on: Vec<_> = [
         header::CONTENT_TYPE,
         HeaderName::from_static("x-request-id"),
+        HeaderName::from_static(IDEMPOTENCY_KEY),
     ]
     .into_iter()
     .filter_map(|name| Some((name.clone(), request.headers().get(&name)?.clone())))
@@ -308,7 +313,7 @@ async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Respo
         }
     };
     let answer = upstream
-        .send(|client, base| {
+        .send(repeatable, |client, base| {
             let request = client
                 .request(method.clone(), format!("{base}{path_and_query}"))
                 .body(body.clone());

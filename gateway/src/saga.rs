@@ -82,7 +82,7 @@ const ENVELOPE: [&str; 5] = ["eventType", "eventId", "timestamp", "orderId", "de
 pub async fn assemble(gateway: &Gateway, order_id: i64) -> Result<Option<SagaView>, String> {
     let get = |service: &'static str, path: String| async move {
         let answer = gateway.upstreams[service]
-            .send(|client, base| client.get(format!("{base}{path}")))
+            .send(true, |client, base| client.get(format!("{base}{path}")))
             .await
             .map_err(|_| service)?;
         if answer.status == reqwest::StatusCode::NOT_FOUND {

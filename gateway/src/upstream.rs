@@ -2,8 +2,8 @@
 //!
 //! Requests take the instances in turn (round robin). An instance that refuses the connection,
 //! or does not accept it within the connect timeout, never saw the request, so the next one is
-//! tried, even for a POST. A request that reached an instance and then failed or timed out is
-//! not sent elsewhere: the instance may have applied it. Every request has a deadline, so a
+//! tried, even for a POST. A POST that reached an instance and then failed or timed out is not
+//! sent elsewhere, since the instance may have applied it, unless it carries an idempotency key. Every request has a deadline, so a
 //! slow or dead service gives the caller an error naming it, not a hang.
 
 use std::{
@@ -90,19 +90,23 @@ impl Upstream {
     }
 
     /// Sends the request that `build` makes for an instance's base URL, failing over to the
-    /// next instance only while the connection is refused, and reads the whole answer.
+    /// next instance while the connection is refused, and reads the whole answer. A request
+    /// that is `repeatable` (a GET, or a POST with an idempotency key) also fails over when an
+    /// instance took it and then closed the connection without answering (it was stopping or
+    /// died), though not when it timed out.
     pub async fn send(
         &self,
+        repeatable: bool,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Result<Answer, UpstreamError> {
         for base in self.rotation() {
             let answer = match build(&self.client, base).send().await {
                 Ok(answer) => answer,
-                Err(e) if e.is_connect() => {
+                Err(e) if e.is_connect() || (repeatable && !e.is_timeout()) => {
                     tracing::warn!(
                         upstream = base,
                         error.message = causes(&e),
-                        "instance unreachable, trying the next"
+                        "instance unreachable or gone, trying the next"
                     );
                     continue;
                 }
@@ -157,8 +161,14 @@ fn causes(error: &dyn std::error::Error) -> String {
 }
 
 /// The headers of a service's answer that mean something to the client, passed on unchanged:
-/// what the body is, the methods a 405 names, and when to retry after a 503.
-const PASSED_ON: [HeaderName; 3] = [CONTENT_TYPE, ALLOW, RETRY_AFTER];
+/// what the body is, the methods a 405 names, when to retry after a 503, and that a POST was
+/// a retry of one with the same idempotency key.
+const PASSED_ON: [HeaderName; 4] = [
+    CONTENT_TYPE,
+    ALLOW,
+    RETRY_AFTER,
+    HeaderName::from_static("idempotent-replayed"),
+];
 
 /// A service's whole answer.
 pub struct Answer {
@@ -215,7 +225,7 @@ mod tests {
 
     async fn get_orders(upstream: &Upstream) -> Result<String, UpstreamError> {
         let answer = upstream
-            .send(|client, base| client.get(format!("{base}/orders")))
+            .send(true, |client, base| client.get(format!("{base}/orders")))
             .await?;
         Ok(String::from_utf8_lossy(&answer.body).into_owned())
     }

@@ -71,6 +71,47 @@ impl Gateway {
         Ok(order.id)
     }
 
+    /// Places an order under the idempotency key `key`, retrying with the same key a POST that
+    /// got no answer or a 5xx, until `give_up` has passed: one order, whatever happened to the
+    /// tries before. Returns the order's id and the tries it took.
+    pub async fn place_order_retrying(
+        &self,
+        holder_id: &str,
+        amount: Decimal,
+        key: &str,
+        give_up: Duration,
+    ) -> anyhow::Result<(i64, u32)> {
+        let body = json!({ "holderId": holder_id, "currencyId": 1, "amount": amount });
+        let started = tokio::time::Instant::now();
+        let mut wait = Duration::from_millis(100);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let answer = self
+                .http
+                .post(format!("{}/orders", self.base))
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
+                .await;
+            let failed = match answer {
+                Ok(answer) if answer.status().is_server_error() => {
+                    format!("{} {}", answer.status(), answer.text().await.unwrap_or_default())
+                }
+                Ok(answer) => {
+                    let order: Order = expect(answer, 201, "placing an order").await?;
+                    return Ok((order.id, tries));
+                }
+                Err(error) => format!("{error:#}"),
+            };
+            if started.elapsed() + wait > give_up {
+                bail!("placing an order: {tries} tries failed, the last with {failed}");
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+    }
+
     /// Every order of a holder; an error if there may be more than one page of them.
     pub async fn orders_of(&self, holder_id: &str) -> anyhow::Result<Vec<Order>> {
         let path = format!("/orders?holderId={holder_id}&limit={MAX_PAGE}");

@@ -26,14 +26,34 @@ pub struct Order {
     pub currency_id: Option<String>,
     pub amount: Decimal,
     pub deadline: DateTime<Utc>,
+    /// The client's `Idempotency-Key`: an order already written with it is answered instead.
+    pub idempotency_key: Option<String>,
 }
 
-type Reply = Result<OrderView, String>;
+impl Order {
+    /// Whether `written` is this order, as a retry with the same key must be.
+    fn same_as(&self, written: &OrderView) -> bool {
+        written.holder_id == self.holder_id
+            && written.currency_id == self.currency_id
+            && written.amount == self.amount
+    }
+}
+
+/// How a placed order was answered.
+pub enum Placed {
+    /// Written now, its saga started.
+    Created(OrderView),
+    /// Written by an earlier request with the same `Idempotency-Key`: no second saga.
+    Replayed(OrderView),
+}
+
+type Reply = Result<Placed, ApiError>;
 
 pub struct GroupCommit {
     queue: Mutex<Vec<(Order, oneshot::Sender<Reply>)>>,
     /// Whoever holds it writes, on the connection the writers keep.
     writing: tokio::sync::Mutex<Held>,
+    pool: PgPool,
     wake: outbox::Wake,
 }
 
@@ -41,14 +61,20 @@ impl GroupCommit {
     pub fn new(pool: PgPool, wake: outbox::Wake) -> Self {
         GroupCommit {
             queue: Mutex::default(),
-            writing: tokio::sync::Mutex::new(Held::new(pool)),
+            writing: tokio::sync::Mutex::new(Held::new(pool.clone())),
+            pool,
             wake,
         }
     }
 
     /// Writes `order` with its `OrderCreated`, with whatever else is queued; returns once they
     /// are committed.
-    pub async fn place(&self, order: Order) -> Result<OrderView, ApiError> {
+    pub async fn place(&self, order: Order) -> Reply {
+        if let Some(key) = &order.idempotency_key
+            && let Some(written) = by_key(&self.pool, key).await?
+        {
+            return replay(&order, written);
+        }
         let (reply, mut answer) = oneshot::channel();
         self.queue().push((order, reply));
         let mut writing = self.writing.lock().await;
@@ -56,31 +82,31 @@ impl GroupCommit {
             Ok(reply) => reply,
             // The holder that took this order was cancelled (its client went away) before it
             // answered: the order may or may not be written.
-            Err(TryRecvError::Closed) => Err("the batch this order was in was abandoned".into()),
+            Err(TryRecvError::Closed) => Err(internal("the batch this order was in was abandoned")),
             Err(TryRecvError::Empty) => {
                 let (orders, replies): (Vec<_>, Vec<_>) =
                     std::mem::take(&mut *self.queue()).into_iter().unzip();
                 match write(&mut writing, orders).await {
                     Ok(written) => {
                         self.wake.committed();
-                        for (reply, order) in replies.into_iter().zip(written) {
-                            let _ = reply.send(Ok(order));
+                        for (reply, placed) in replies.into_iter().zip(written) {
+                            let _ = reply.send(placed);
                         }
                     }
                     Err(error) => {
                         let message = format!("{error:#}");
                         for reply in replies {
-                            let _ = reply.send(Err(message.clone()));
+                            let _ = reply.send(Err(internal(&message)));
                         }
                     }
                 }
                 drop(writing);
                 answer
                     .await
-                    .unwrap_or_else(|_| Err("the order was not answered".into()))
+                    .unwrap_or_else(|_| Err(internal("the order was not answered")))
             }
         };
-        reply.map_err(|message| ApiError::Internal(anyhow::anyhow!(message)))
+        reply
     }
 
     fn queue(&self) -> MutexGuard<'_, Vec<(Order, oneshot::Sender<Reply>)>> {
@@ -88,9 +114,9 @@ impl GroupCommit {
     }
 }
 
-/// Writes `orders` and their `OrderCreated` events in one transaction; the orders as written,
-/// in the same order.
-async fn write(conn: &mut Held, orders: Vec<Order>) -> anyhow::Result<Vec<OrderView>> {
+/// Writes `orders` and their `OrderCreated` events in one transaction; each order's answer, in
+/// the same order.
+async fn write(conn: &mut Held, orders: Vec<Order>) -> anyhow::Result<Vec<Reply>> {
     let mut first_try = true;
     loop {
         let mut kept = conn.take().await?;
@@ -110,53 +136,137 @@ async fn write(conn: &mut Held, orders: Vec<Order>) -> anyhow::Result<Vec<OrderV
     }
 }
 
-/// Inserts `orders` and their `OrderCreated` events in `tx`, and commits.
+/// An order as written, with the key it was written under.
+#[derive(sqlx::FromRow)]
+struct Written {
+    #[sqlx(flatten)]
+    view: OrderView,
+    idempotency_key: Option<String>,
+}
+
+/// Inserts `orders` and their `OrderCreated` events in `tx`, and commits. An order whose key
+/// another order already has (written by an earlier batch, another instance, or earlier in
+/// this batch) is not inserted: it is answered with that order.
 async fn insert(
     mut tx: Transaction<'_, Postgres>,
     orders: Vec<Order>,
-) -> anyhow::Result<Vec<OrderView>> {
+) -> anyhow::Result<Vec<Reply>> {
     let holders: Vec<&str> = orders.iter().map(|o| o.holder_id.as_str()).collect();
     let currencies: Vec<Option<&str>> = orders.iter().map(|o| o.currency_id.as_deref()).collect();
     let amounts: Vec<Decimal> = orders.iter().map(|o| o.amount).collect();
     let deadlines: Vec<DateTime<Utc>> = orders.iter().map(|o| o.deadline).collect();
-    // RETURNING gives the rows in the order they were inserted: the arrays' order.
-    let written: Vec<OrderView> = sqlx::query_as(concat!(
-        "INSERT INTO orders (holder_id, currency_id, amount, deadline)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::timestamptz[])
+    let keys: Vec<Option<&str>> = orders.iter().map(|o| o.idempotency_key.as_deref()).collect();
+    // RETURNING gives the inserted rows in the order they were inserted: the arrays' order,
+    // less the orders whose key was taken.
+    let written: Vec<Written> = sqlx::query_as(concat!(
+        "INSERT INTO orders (holder_id, currency_id, amount, deadline, idempotency_key)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::timestamptz[], $5::text[])
+         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING ",
-        columns!()
+        columns!(),
+        ", idempotency_key"
     ))
     .bind(&holders)
     .bind(&currencies)
     .bind(&amounts)
     .bind(&deadlines)
+    .bind(&keys)
     .fetch_all(&mut *tx)
     .await?;
-    anyhow::ensure!(
-        written.len() == orders.len(),
-        "{} orders written of {}",
-        written.len(),
-        orders.len()
-    );
-    let created: Vec<Envelope> = written
+    let mut written = written.into_iter().peekable();
+    let mut placed: Vec<Option<OrderView>> = Vec::with_capacity(orders.len());
+    for order in &orders {
+        let ours = written
+            .next_if(|row| row.idempotency_key == order.idempotency_key)
+            .map(|row| row.view);
+        placed.push(ours);
+    }
+    anyhow::ensure!(written.next().is_none(), "more orders written than placed");
+    let created: Vec<Envelope> = placed
         .iter()
-        .zip(orders)
-        .map(|(view, order)| {
-            Envelope::new(
-                view.id,
+        .zip(&orders)
+        .filter_map(|(view, order)| {
+            Some(Envelope::new(
+                view.as_ref()?.id,
                 order.deadline,
                 Event::OrderCreated {
-                    holder_id: order.holder_id,
-                    currency_id: order.currency_id,
+                    holder_id: order.holder_id.clone(),
+                    currency_id: order.currency_id.clone(),
                     amount: order.amount,
                 },
-            )
+            ))
         })
         .collect();
     outbox::append(&mut tx, &created).await?;
+    let taken: Vec<&str> = placed
+        .iter()
+        .zip(&keys)
+        .filter(|(view, _)| view.is_none())
+        .filter_map(|(_, key)| *key)
+        .collect();
+    let earlier: Vec<Written> = if taken.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            ", idempotency_key FROM orders WHERE idempotency_key = ANY($1)"
+        ))
+        .bind(&taken)
+        .fetch_all(&mut *tx)
+        .await?
+    };
     tx.commit().await?;
     for event in &created {
         tracing::info!(order.id = event.order_id, event.id = %event.event_id, "order created");
     }
+    let replies = placed
+        .into_iter()
+        .zip(&orders)
+        .map(|(view, order)| match view {
+            Some(view) => Ok(Placed::Created(view)),
+            None => {
+                let key = order.idempotency_key.as_deref();
+                let found = earlier
+                    .iter()
+                    .find(|row| row.idempotency_key.as_deref() == key)
+                    .map(|row| row.view.clone());
+                match found {
+                    Some(view) => replay(order, view),
+                    None => Err(internal("an order was neither written nor found by its key")),
+                }
+            }
+        })
+        .collect();
+    Ok(replies)
+}
+
+/// The order written with `key`, if any.
+async fn by_key(pool: &PgPool, key: &str) -> Result<Option<OrderView>, ApiError> {
+    let written = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM orders WHERE idempotency_key = $1"
+    ))
+    .bind(key)
+    .fetch_optional(pool)
+    .await?;
     Ok(written)
+}
+
+/// The answer to a retry of `order` whose key names `written`: that order, if it is the same
+/// one; a 422 if the key was used for another.
+fn replay(order: &Order, written: OrderView) -> Reply {
+    if order.same_as(&written) {
+        Ok(Placed::Replayed(written))
+    } else {
+        Err(ApiError::Unprocessable(format!(
+            "Idempotency-Key was used for order {} with another body",
+            written.id
+        )))
+    }
+}
+
+fn internal(message: &str) -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("{message}"))
 }

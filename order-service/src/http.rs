@@ -3,11 +3,19 @@
 
 use std::sync::Arc;
 
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use saga_runtime::{
-    http::{ApiError, ErrorBody, JsonBody, Page, PathParam, QueryParams, found, path_id},
+    http::{
+        ApiError, ErrorBody, IDEMPOTENCY_KEY, JsonBody, Page, PathParam, QueryParams, found,
+        path_id,
+    },
     input::{Amount, Id},
     openapi::{DecimalText, string_enum},
 };
@@ -22,18 +30,18 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     OrderService,
     domain::{Compensation, Status},
-    group_commit,
+    group_commit::{self, Placed},
 };
 
-#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = Order)]
 pub struct OrderView {
     pub id: i64,
-    holder_id: String,
-    currency_id: Option<String>,
+    pub(crate) holder_id: String,
+    pub(crate) currency_id: Option<String>,
     #[schema(value_type = DecimalText)]
-    amount: Decimal,
+    pub(crate) amount: Decimal,
     #[schema(schema_with = status_schema)]
     status: String,
     /// Why the order was rejected.
@@ -90,32 +98,70 @@ struct NewOrder {
     amount: Amount,
 }
 
+/// Set on the answer to a retry: the order was placed by an earlier request with the key.
+const REPLAYED: &str = "idempotent-replayed";
+
 /// Places an order: its saga starts, with a deadline.
 ///
 /// The order and its `OrderCreated` event are written in one transaction; the deadline is fixed
 /// here and travels in every event of the saga. The order is `PENDING` until the saga ends.
+///
+/// With an `Idempotency-Key` header (1 to 255 visible ASCII characters, a UUID for example), a
+/// retry whose answer was lost is safe: the same key and body give back the order the first
+/// request placed (with `Idempotent-Replayed: true`), never a second saga; the same key with
+/// another body is refused. A key names its order for as long as the order is kept.
 #[utoipa::path(
     post,
     path = "/orders",
     operation_id = "createOrder",
     request_body = NewOrder,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and body place one order"),
+    ),
     responses(
-        (status = CREATED, description = "The order, `PENDING`", body = OrderView),
+        (status = CREATED, description = "The order, `PENDING`; or the order placed earlier with the same `Idempotency-Key`", body = OrderView),
+        (status = UNPROCESSABLE_ENTITY, description = "The body is invalid, or the `Idempotency-Key` was used for another order", body = ErrorBody),
         JsonBody<NewOrder>,
     ),
 )]
 async fn create(
     State(service): State<Arc<OrderService>>,
+    headers: HeaderMap,
     JsonBody(order): JsonBody<NewOrder>,
-) -> Result<(StatusCode, Json<OrderView>), ApiError> {
+) -> Result<Response, ApiError> {
     let order = group_commit::Order {
         holder_id: order.holder_id.into_string(),
         currency_id: order.currency_id.map(Id::into_string),
         amount: order.amount.value(),
         deadline: Utc::now() + service.deadline,
+        idempotency_key: idempotency_key(&headers)?,
     };
-    let order = service.placing.place(order).await?;
-    Ok((StatusCode::CREATED, Json(order)))
+    Ok(match service.placing.place(order).await? {
+        Placed::Created(order) => (StatusCode::CREATED, Json(order)).into_response(),
+        Placed::Replayed(order) => (
+            StatusCode::CREATED,
+            [(REPLAYED, HeaderValue::from_static("true"))],
+            Json(order),
+        )
+            .into_response(),
+    })
+}
+
+/// The request's `Idempotency-Key`, if it has a valid one.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|key| (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()));
+    match key {
+        Some(key) => Ok(Some(key.to_string())),
+        None => Err(ApiError::BadRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+        )),
+    }
 }
 
 /// `?holderId=X` on `GET /orders`: only that holder's orders.

@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 use common_events::EventType;
 use group_commit::GroupCommit;
 use prometheus::{HistogramVec, IntCounterVec};
-use saga_runtime::{Service, ServiceContext, config::Vars, metrics::Metrics};
+use saga_runtime::{Service, ServiceContext, config::Vars, retention::Table, metrics::Metrics};
 use sqlx::{PgPool, migrate::Migrator};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -41,6 +41,13 @@ impl Service for OrderService {
         EventType::OrderPlaced,
         EventType::OrderRejected,
     ];
+    /// An order is kept while its saga or its compensation is still running.
+    const RETAINED: &'static [Table] = &[Table {
+        name: "orders",
+        key: "id",
+        age: "created_at",
+        finished: "status <> 'PENDING' AND compensation IS DISTINCT FROM 'PENDING'",
+    }];
 
     type Settings = Settings;
 

@@ -171,3 +171,161 @@ async fn a_failed_point_use_rejects_for_the_point_limit_with_its_reason() -> any
     );
     Ok(())
 }
+
+/// Counts rows: `table_where` is a table and maybe a `WHERE` clause.
+async fn count(app: &TestApp, table_where: &str) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table_where}")))
+            .fetch_one(&app.db)
+            .await?,
+    )
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_idempotency_key_gets_the_same_order_and_starts_no_second_saga()
+-> anyhow::Result<()> {
+    let app = app().await?;
+    let body = json!({ "holderId": "jjy", "currencyId": "1", "amount": "500" });
+    let key = [("Idempotency-Key", "order-of-jjy-1")];
+    let (status, headers, first) = app.post_with_headers("/orders", &body, &key).await?;
+    assert_eq!(status, 201, "{first}");
+    assert!(headers.get("idempotent-replayed").is_none());
+    let id = first["id"].as_i64().unwrap_or_default();
+    app.emitted(id, EventType::OrderCreated).await?;
+
+    let (status, headers, retry) = app.post_with_headers("/orders", &body, &key).await?;
+    assert_eq!(status, 201, "{retry}");
+    assert_eq!(retry, first, "the retry gets the first order back");
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(count(&app, "orders").await?, 1);
+    assert_eq!(
+        count(&app, "outbox WHERE event_type = 'OrderCreated'").await?,
+        1,
+        "one saga started"
+    );
+
+    let other = json!({ "holderId": "jjy", "currencyId": "1", "amount": "700" });
+    let (status, _, refused) = app.post_with_headers("/orders", &other, &key).await?;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("order {id} with another body"))),
+        "{refused}"
+    );
+    let bad = [("Idempotency-Key", "")];
+    let (status, _, refused) = app.post_with_headers("/orders", &body, &bad).await?;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(count(&app, "orders").await?, 1, "refused POSTs write nothing");
+    Ok(())
+}
+
+#[tokio::test]
+async fn posts_sent_at_once_with_one_idempotency_key_place_one_order() -> anyhow::Result<()> {
+    let app = app().await?;
+    let body = json!({ "holderId": "jjy", "amount": "5" });
+    // Sent at once, they meet in one batch of the group commit and in batches one after the
+    // other, the paths where a key is found taken inside the insert.
+    let answers = futures::future::try_join_all((0..30).map(|_| {
+        let (app, body) = (&app, &body);
+        async move {
+            app.post_with_headers("/orders", body, &[("Idempotency-Key", "once")])
+                .await
+        }
+    }))
+    .await?;
+    let ids: std::collections::BTreeSet<i64> = answers
+        .iter()
+        .map(|(status, _, order)| {
+            assert_eq!(*status, 201, "{order}");
+            order["id"].as_i64().unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "every answer names the same order: {ids:?}");
+    assert_eq!(count(&app, "orders").await?, 1);
+    assert_eq!(count(&app, "outbox").await?, 1, "one OrderCreated");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_relay_stalled_inside_its_transaction_frees_the_lock_for_the_other_instances()
+-> anyhow::Result<()> {
+    let app = app().await?;
+    // Another instance's relay takes the lock and stalls, as a paused process would.
+    let mut stalled = app.service_connection().await?;
+    sqlx::raw_sql(saga_runtime::outbox::RELAY_BEGIN)
+        .execute(&mut stalled)
+        .await?;
+    let id = place(&app).await?;
+    assert!(
+        sqlx::query("SELECT 1").execute(&mut stalled).await.is_err(),
+        "PostgreSQL ended the stalled relay's transaction"
+    );
+    assert_eq!(app.emitted(id, EventType::OrderCreated).await?.order_id, id);
+    Ok(())
+}
+
+#[tokio::test]
+async fn pruning_a_large_history_keeps_what_is_unfinished_while_orders_flow() -> anyhow::Result<()>
+{
+    let app = TestApp::spawn::<OrderService>(
+        Settings {
+            deadline: Duration::from_secs(30),
+        },
+        &[("RETENTION_HOURS", "25"), ("PRUNE_INTERVAL_MS", "100")],
+    )
+    .await?;
+    const OLD: i64 = 200_000;
+    // A month-old history: finished sagas with their published events and handled events,
+    // one saga still pending and one whose compensation has not ended.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO orders (id, holder_id, amount, status, deadline, created_at)
+         SELECT -n, 'old', 1, 'APPROVED', now() - interval '30 days', now() - interval '30 days'
+         FROM generate_series(1, {OLD}) n;
+         UPDATE orders SET status = 'PENDING' WHERE id = -1;
+         UPDATE orders SET status = 'REJECTED DUE TO DEADLINE', compensation = 'PENDING'
+         WHERE id = -2;
+         INSERT INTO outbox (order_id, event_id, event_type, payload, created_at, published_at)
+         SELECT -n, gen_random_uuid(), 'OrderCreated', '{{}}',
+                now() - interval '30 days', now() - interval '30 days'
+         FROM generate_series(1, {OLD}) n;
+         INSERT INTO inbox (event_id, order_id, event_type, handled_at)
+         SELECT gen_random_uuid(), -n, 'PointUsed', now() - interval '30 days'
+         FROM generate_series(1, {OLD}) n;"
+    )))
+    .execute(&app.db)
+    .await?;
+
+    let (mut placed, started) = (Vec::new(), std::time::Instant::now());
+    while count(&app, "orders WHERE id < 0").await? > 2 {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "the history was not pruned within 2 minutes"
+        );
+        placed.push(place(&app).await?);
+    }
+    e2e_tests::wait_until(e2e_tests::in_process::PATIENCE, || async {
+        let left = count(&app, "outbox WHERE order_id < 0").await.ok()?
+            + count(&app, "inbox WHERE order_id < 0").await.ok()?;
+        (left == 0).then_some(())
+    })
+    .await?;
+    let kept: Vec<i64> = sqlx::query_scalar("SELECT id FROM orders WHERE id < 0 ORDER BY id DESC")
+        .fetch_all(&app.db)
+        .await?;
+    assert_eq!(kept, [-1, -2], "unfinished sagas are kept");
+    assert_eq!(
+        count(&app, "orders WHERE id > 0").await?,
+        placed.len() as i64,
+        "every order placed meanwhile is kept"
+    );
+    let metrics = reqwest::get(app.url("/metrics")).await?.text().await?;
+    assert!(
+        metrics.contains(&format!(
+            r#"rows_pruned{{app="order-service",table="orders"}} {}"#,
+            OLD - 2
+        )),
+        "{metrics}"
+    );
+    Ok(())
+}

@@ -9,7 +9,7 @@ pub mod http;
 use std::sync::Arc;
 
 use common_events::EventType;
-use saga_runtime::{Service, ServiceContext, config::Vars};
+use saga_runtime::{Service, ServiceContext, config::Vars, retention::Table};
 use sqlx::{PgPool, migrate::Migrator};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -28,6 +28,12 @@ impl Service for PointService {
         EventType::PointUseFailed,
         EventType::PointRefunded,
     ];
+    const RETAINED: &'static [Table] = &[Table {
+        name: "point_transactions",
+        key: "order_id",
+        age: "created_at",
+        finished: "true",
+    }];
 
     type Settings = ();
 

@@ -17,6 +17,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub kafka: KafkaConfig,
     pub consumer: ConsumerConfig,
+    pub retention: RetentionConfig,
     pub log_format: LogFormat,
     /// How long a stopping process may take, from SIGTERM to its exit, before it exits
     /// anyway: whatever it had not committed is redone after its restart.
@@ -39,6 +40,18 @@ pub struct HttpConfig {
 pub struct DatabaseConfig {
     pub url: String,
     pub max_connections: u32,
+    /// Longest a statement (its waits for locks included) may take before it fails.
+    pub statement_timeout: Duration,
+    /// Longest a transaction may wait between two statements before PostgreSQL ends it.
+    pub idle_in_transaction_timeout: Duration,
+}
+
+/// How long rows that record the past are kept, and how often they are pruned (see
+/// [`crate::retention`]).
+#[derive(Debug, Clone)]
+pub struct RetentionConfig {
+    pub keep: Duration,
+    pub every: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -50,9 +63,6 @@ pub struct KafkaConfig {
     /// Partitions of the topic when this service has to create it.
     pub partitions: i32,
     pub group_id: String,
-    /// Static group membership: a restarted instance with the same id gets its partitions back
-    /// at once instead of after the session timeout. Unique per running instance.
-    pub group_instance_id: Option<String>,
     /// Any librdkafka setting, from `RDKAFKA_SOME_SETTING=value` → `some.setting=value`.
     pub extra: Vec<(String, String)>,
 }
@@ -124,6 +134,18 @@ impl Config {
             database: DatabaseConfig {
                 url,
                 max_connections: vars.parse("DATABASE_MAX_CONNECTIONS", 20)?,
+                statement_timeout: vars.millis(
+                    "DATABASE_STATEMENT_TIMEOUT_MS",
+                    Duration::from_secs(10),
+                )?,
+                idle_in_transaction_timeout: vars.millis(
+                    "DATABASE_IDLE_TRANSACTION_TIMEOUT_MS",
+                    Duration::from_secs(2),
+                )?,
+            },
+            retention: RetentionConfig {
+                keep: Duration::from_secs(3600 * vars.parse("RETENTION_HOURS", 8 * 24)?),
+                every: vars.millis("PRUNE_INTERVAL_MS", Duration::from_secs(3600))?,
             },
             kafka: KafkaConfig {
                 bootstrap: vars.parse("KAFKA_BOOTSTRAP", "127.0.0.1:9092".to_string())?,
@@ -131,7 +153,6 @@ impl Config {
                 topic,
                 partitions,
                 group_id: format!("{group_prefix}{app}"),
-                group_instance_id: vars.get("KAFKA_GROUP_INSTANCE_ID"),
                 extra: vars.rdkafka_settings(),
             },
             consumer,

@@ -3,14 +3,14 @@
 //! Two migration sets live in each database: the runtime's (outbox and inbox, versions below
 //! 100) and the service's own (100 and up). Each migrator ignores the other's versions.
 
-use std::time::Duration;
+use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;
 use sqlx::{
-    PgPool, Postgres,
+    Connection, PgConnection, PgPool, Postgres,
     migrate::{MigrateDatabase, Migrator},
     pool::PoolConnection,
-    postgres::PgPoolOptions,
+    postgres::{PgConnectOptions, PgPoolOptions},
 };
 
 use crate::config::DatabaseConfig;
@@ -34,21 +34,46 @@ pub async fn connect(
             return Err(e).with_context(|| format!("cannot create database {database}"));
         }
     }
-    let pool = PgPoolOptions::new()
-        .max_connections(config.max_connections)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(url)
+    // Migrations may rewrite a large table: they run on a connection of their own, without
+    // the time limits that every other statement has.
+    let plain = PgConnectOptions::from_str(url)
+        .with_context(|| format!("DATABASE_URL for {database} is not valid"))?;
+    let mut migrating = PgConnection::connect_with(&plain)
         .await
         .with_context(|| format!("cannot connect to database {database}"))?;
     for migrations in [&RUNTIME_MIGRATIONS, service_migrations] {
         let mut migrator = Migrator::with_migrations(migrations.iter().cloned().collect());
         migrator
             .set_ignore_missing(true)
-            .run(&pool)
+            .run(&mut migrating)
             .await
             .with_context(|| format!("cannot migrate database {database}"))?;
     }
+    migrating.close().await.ok();
+    let pool = PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options(config)?)
+        .await
+        .with_context(|| format!("cannot connect to database {database}"))?;
     Ok(pool)
+}
+
+/// How the service's connections connect: with a time limit for every statement (its waits for
+/// locks included), and for every transaction left idle. A transaction is idle while its
+/// process waits for something else (the relay for Kafka's acknowledgements) or is stalled (a
+/// paused process): PostgreSQL then ends it and frees its locks, which another instance may be
+/// waiting for (the relay's lock, the inbox rows of the events it took over), instead of
+/// holding them for as long as the stall lasts.
+pub fn options(config: &DatabaseConfig) -> anyhow::Result<PgConnectOptions> {
+    let statement = config.statement_timeout.as_millis().to_string();
+    let idle = config.idle_in_transaction_timeout.as_millis().to_string();
+    Ok(PgConnectOptions::from_str(&config.url)
+        .context("DATABASE_URL is not valid")?
+        .options([
+            ("statement_timeout", statement.as_str()),
+            ("idle_in_transaction_session_timeout", idle.as_str()),
+        ]))
 }
 
 /// A connection that one task keeps from one transaction to the next: the consumer's batch

@@ -38,6 +38,10 @@ use crate::{config::HttpConfig, kafka::Producer, metrics::Metrics, openapi};
 
 /// What a request can end in besides success. Client errors name the problem; server errors
 /// are logged with their cause and answered with an opaque message.
+/// The request header that makes a POST safe to send again: the same key places one order
+/// (`POST /orders`), and lets the gateway try another instance after one failed.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -392,10 +396,7 @@ async fn ready(State(probes): State<Probes>) -> Response {
     let database = tokio::time::timeout(probe, sqlx::query("SELECT 1").execute(&probes.pool))
         .await
         .is_ok_and(|answered| answered.is_ok());
-    let producer = probes.producer.clone();
-    let kafka = tokio::task::spawn_blocking(move || producer.broker_reachable(probe))
-        .await
-        .unwrap_or(false);
+    let kafka = probes.producer.broker_answers(probe).await;
     let producing = probes.producer.healthy();
     let partitions = probes.metrics.partitions_assigned.get();
     let consumer = partitions > 0;

@@ -14,7 +14,7 @@ use std::{
 use anyhow::Context;
 use rdkafka::{
     ClientConfig,
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication},
     client::DefaultClientContext,
     producer::{FutureProducer, Producer as _},
     types::RDKafkaErrorCode,
@@ -47,10 +47,6 @@ pub fn consumer_settings(config: &KafkaConfig) -> ClientConfig {
         ("auto.commit.interval.ms", "500"),
         ("enable.auto.offset.store", "false"),
         ("auto.offset.reset", "earliest"),
-        ("partition.assignment.strategy", "cooperative-sticky"),
-        // The broker's smallest default: a dead member's partitions move on after 6 s.
-        ("session.timeout.ms", "6000"),
-        ("heartbeat.interval.ms", "2000"),
         // The broker answers a fetch as soon as data arrives, so a long wait adds no latency;
         // it only bounds how often an idle consumer asks. At 10 ms, four idle consumers kept
         // the broker at 16% of a core.
@@ -69,8 +65,22 @@ pub fn consumer_settings(config: &KafkaConfig) -> ClientConfig {
         // `consumer::Membership`).
         ("statistics.interval.ms", "1000"),
     ];
-    if let Some(instance) = &config.group_instance_id {
-        defaults.push(("group.instance.id", instance));
+    // Failover: a member that stops heartbeating (killed, paused) loses its partitions to the
+    // others after its session, 2 s, well within a saga's 5 s deadline; one that stops leaves
+    // the group at once. The broker must allow so short a session (`group.min.session.
+    // timeout.ms`, 6 s by default, is 1 s in kafka/server.properties). Only the moved
+    // partitions pause during a rebalance (cooperative-sticky). With the newer protocol
+    // (`RDKAFKA_GROUP_PROTOCOL=consumer`) the broker sets all of this itself.
+    let consumer_protocol = config
+        .extra
+        .iter()
+        .any(|(key, value)| key == "group.protocol" && value == "consumer");
+    if !consumer_protocol {
+        defaults.extend([
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("session.timeout.ms", "2000"),
+            ("heartbeat.interval.ms", "500"),
+        ]);
     }
     settings(config, &defaults)
 }
@@ -147,10 +157,12 @@ impl Producer {
         !self.failing.load(Ordering::Relaxed) && self.get().client().fatal_error().is_none()
     }
 
-    /// Whether the broker answers a metadata request within `timeout` (blocking: call it from a
-    /// blocking task).
-    pub fn broker_reachable(&self, timeout: Duration) -> bool {
-        self.get().client().fetch_metadata(None, timeout).is_ok()
+    /// Whether the broker answers a metadata request within `timeout`.
+    pub async fn broker_answers(&self, timeout: Duration) -> bool {
+        let kafka = self.get();
+        tokio::task::spawn_blocking(move || kafka.client().fetch_metadata(None, timeout).is_ok())
+            .await
+            .unwrap_or(false)
     }
 }
 
@@ -170,13 +182,21 @@ fn create_producer(config: &KafkaConfig) -> anyhow::Result<FutureProducer> {
     .with_context(|| format!("cannot create Kafka producer for {}", config.bootstrap))
 }
 
-/// Creates the saga topic and the dead-letter topic if they are missing.
-pub async fn ensure_topics(config: &KafkaConfig) -> anyhow::Result<()> {
+/// Creates the saga topic and the dead-letter topic if they are missing, and returns how long
+/// the saga topic may keep an event: `None` if for ever.
+///
+/// Kafka deletes whole segments, once the newest event of one is older than `retention.ms`;
+/// a segment is closed after `segment.ms`. So an event may stay up to the sum of the two. A
+/// topic created here gets hour-long segments, so that it keeps events barely longer than its
+/// retention.
+pub async fn ensure_topics(config: &KafkaConfig) -> anyhow::Result<Option<Duration>> {
     let admin: AdminClient<DefaultClientContext> = settings(config, &[])
         .create()
         .with_context(|| format!("cannot create Kafka admin client for {}", config.bootstrap))?;
+    let hour = (3_600_000).to_string();
     let topics = [
-        NewTopic::new(&config.topic, config.partitions, TopicReplication::Fixed(1)),
+        NewTopic::new(&config.topic, config.partitions, TopicReplication::Fixed(1))
+            .set("segment.ms", &hour),
         NewTopic::new(&config.dead_letter_topic, 1, TopicReplication::Fixed(1)),
     ];
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -190,7 +210,29 @@ pub async fn ensure_topics(config: &KafkaConfig) -> anyhow::Result<()> {
             Err((topic, code)) => anyhow::bail!("cannot create topic {topic}: {code}"),
         }
     }
-    Ok(())
+    let described = admin
+        .describe_configs(&[ResourceSpecifier::Topic(&config.topic)], &options)
+        .await
+        .with_context(|| format!("cannot describe topic {}", config.topic))?;
+    let topic = described
+        .into_iter()
+        .next()
+        .and_then(Result::ok)
+        .with_context(|| format!("topic {} has no configuration", config.topic))?;
+    let millis = |name: &str| -> anyhow::Result<Option<Duration>> {
+        let value = topic
+            .get(name)
+            .and_then(|entry| entry.value.clone())
+            .with_context(|| format!("topic {} has no {name}", config.topic))?;
+        let millis: i64 = value
+            .parse()
+            .with_context(|| format!("{name} of {} is not a number: {value}", config.topic))?;
+        Ok(u64::try_from(millis).ok().map(Duration::from_millis))
+    };
+    Ok(match (millis("retention.ms")?, millis("segment.ms")?) {
+        (Some(retention), Some(segment)) => Some(retention + segment),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -207,7 +249,6 @@ pub(crate) mod tests {
             dead_letter_topic: "t.DLT".into(),
             partitions: 1,
             group_id: "g".into(),
-            group_instance_id: None,
             extra: Vec::new(),
         }
     }

@@ -19,6 +19,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;
+pub mod retention;
 pub mod retry;
 pub mod service;
 pub mod telemetry;

@@ -30,6 +30,7 @@ pub struct Metrics {
     duplicates: IntCounterVec,
     dead_lettered: IntCounterVec,
     clients_recreated: IntCounterVec,
+    pruned: IntCounterVec,
     pub outbox_backlog: IntGauge,
     /// Partitions this instance's consumer has been given.
     pub partitions_assigned: IntGauge,
@@ -86,6 +87,11 @@ impl Metrics {
                 "Kafka clients replaced after a fatal error, by client (consumer, producer).",
                 &["app", "client"],
             )?,
+            pruned: counter(
+                "rows_pruned",
+                "Rows deleted by retention, by table.",
+                &["app", "table"],
+            )?,
             outbox_backlog: IntGauge::new(
                 "outbox_backlog",
                 "Events written but not yet published.",
@@ -126,6 +132,9 @@ impl Metrics {
         }
     }
 
+    pub fn pruned(&self, table: &str, rows: u64) {
+        self.pruned.with_label_values(&[self.app, table]).inc_by(rows);
+    }
     pub fn consumed(&self, job: &str) {
         self.consumed.with_label_values(&[self.app, job]).inc();
     }

@@ -7,8 +7,8 @@
 //! the commit publishes a row again, which the consumers' inboxes absorb, and so does a
 //! producer replaced after a fatal error (see [`Producer`]). Whoever commits a transaction that
 //! wrote to the outbox wakes the relay of its own process ([`Wake`]); the relay also polls now
-//! and then for rows another instance left behind when it died. Published rows are kept for
-//! [`RETENTION`] as the record of what the service emitted, then pruned.
+//! and then for rows another instance left behind when it died. Published rows are kept as the
+//! record of what the service emitted, until [`crate::retention`] prunes them.
 
 use std::{sync::Arc, time::Duration};
 
@@ -33,12 +33,16 @@ use crate::{
 
 const BATCH: i64 = 500;
 const POLL_FALLBACK: Duration = Duration::from_secs(1);
-/// How long published events stay in the outbox for the saga view.
-pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How long a relay whose last delivery failed gives the broker to answer before it takes the
+/// lock again.
+const PROBE: Duration = Duration::from_secs(1);
 /// Begins a relay's transaction and takes the one lock that lets a single relay of a service
-/// publish at a time (any constant names it), in one round trip.
-const RELAY_BEGIN: &str = "BEGIN; SELECT pg_advisory_xact_lock(504463781752)";
+/// publish at a time (any constant names it), in one round trip. A relay waits for Kafka's
+/// acknowledgements inside this transaction: if its process stalls meanwhile, PostgreSQL ends
+/// the transaction once it has been idle too long (see [`crate::db::options`]) and frees the lock
+/// for the other instances. What it had sent goes out again from them; the inboxes absorb the
+/// copies.
+pub const RELAY_BEGIN: &str = "BEGIN; SELECT pg_advisory_xact_lock(504463781752)";
 
 /// Wakes the relay. An in-process signal rather than a NOTIFY from the table: a NOTIFY costs
 /// the database a queue entry, a signal to the listening backend and, at commit, a lock that
@@ -92,19 +96,14 @@ pub async fn relay(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut failures = Backoff::DEFAULT.start();
-    let mut last_pruned: Option<std::time::Instant> = None;
     let mut conn = Held::new(pool.clone());
     loop {
-        if last_pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
-            last_pruned = Some(std::time::Instant::now());
-            if let Err(error) = prune(&pool).await {
-                tracing::warn!(
-                    error.message = format!("{error:#}"),
-                    "cannot prune the outbox"
-                );
-            }
-        }
         let published = async {
+            // A relay whose last delivery failed takes the lock again only once the broker
+            // answers it: while it cannot deliver, the other instances' relays publish.
+            if !producer.healthy() && !producer.broker_answers(PROBE).await {
+                anyhow::bail!("the broker does not answer this instance's producer");
+            }
             let mut kept = conn.take().await.context("cannot connect")?;
             let published = publish_batch(&mut kept, producer, &topic, &metrics).await?;
             conn.keep(kept);
@@ -140,19 +139,6 @@ pub async fn relay(
             }
         }
     }
-}
-
-async fn prune(pool: &PgPool) -> anyhow::Result<()> {
-    let pruned =
-        sqlx::query("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)")
-            .bind(RETENTION.as_secs_f64())
-            .execute(pool)
-            .await?
-            .rows_affected();
-    if pruned > 0 {
-        tracing::info!(pruned, "old published events pruned from the outbox");
-    }
-    Ok(())
 }
 
 /// Publishes up to [`BATCH`] unpublished rows, in id order, in three round trips: the lock

@@ -25,7 +25,7 @@ use crate::{
     http::{Probes, layers, operational_routes, probe_routes},
     kafka::{self, Producer},
     metrics::Metrics,
-    outbox, telemetry,
+    outbox, retention, telemetry,
 };
 
 /// What a service gets to build itself from.
@@ -45,6 +45,8 @@ pub trait Service: EventHandler + Sized {
     const DATABASE: &'static str;
     /// The events it writes to its outbox.
     const PRODUCES: &'static [EventType];
+    /// Its own tables that grow with every saga, pruned beside the outbox and the inbox.
+    const RETAINED: &'static [retention::Table];
 
     /// Settings of this service's own, beside the runtime's [`Config`].
     type Settings: Send + 'static;
@@ -124,7 +126,8 @@ impl<S: Service> App<S> {
     pub async fn build(config: Config, settings: S::Settings) -> anyhow::Result<Self> {
         let started = Instant::now();
         let pool = db::connect(&config.database, S::migrations()).await?;
-        kafka::ensure_topics(&config.kafka).await?;
+        let topic_keeps = kafka::ensure_topics(&config.kafka).await?;
+        retention::check(&config.retention, topic_keeps)?;
         let metrics = Metrics::new(S::NAME, S::CONSUMES, S::PRODUCES)?;
         let producer = Arc::new(Producer::new(&config.kafka, metrics.clone())?);
         let outbox = outbox::Wake::default();
@@ -203,6 +206,21 @@ impl<S: Service> App<S> {
         if let Some(work) = service.clone().background(stop.clone()) {
             parts.spawn("background", work);
         }
+        let tables = [retention::OUTBOX, retention::INBOX]
+            .into_iter()
+            .chain(S::RETAINED.iter().copied())
+            .collect();
+        let pruning = retention::run(
+            pool.clone(),
+            tables,
+            config.retention.clone(),
+            metrics.clone(),
+            stop.clone(),
+        );
+        parts.spawn("retention", async move {
+            pruning.await;
+            Ok(())
+        });
         // The relay stops last, after everything that writes to the outbox has stopped.
         let relay_stop = CancellationToken::new();
         let relay = tokio::spawn({

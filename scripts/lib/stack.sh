@@ -114,12 +114,11 @@ service_start() {
   [ -x "$binary" ] || build_services
   port_free "$port" "$instance" || return 1
   mkdir -p "$LOGS" "$RUN"
-  # Each instance has its own static consumer-group member id, so a restart resumes at once.
   # The gateway spreads requests over every instance of each service. Each process runs one
   # worker thread unless told otherwise: here seven processes share the machine's cores, and a
   # second worker per process mostly hands tasks across threads (at 400 sagas/s, 3.82 and 3.87
   # ms of CPU per saga with one, 4.01 and 4.12 with one per core).
-  TOKIO_WORKER_THREADS=${TOKIO_WORKER_THREADS:-1} KAFKA_GROUP_INSTANCE_ID="$instance" PORT=$port \
+  TOKIO_WORKER_THREADS=${TOKIO_WORKER_THREADS:-1} PORT=$port \
     ORDER_URL=$(urls_of order) EXCHANGE_URL=$(urls_of exchange) POINT_URL=$(urls_of point) \
     DEADLINE_URL=$(urls_of deadline) \
     setsid "$binary" >>"$LOGS/$instance.log" 2>&1 </dev/null &

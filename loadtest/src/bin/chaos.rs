@@ -6,8 +6,10 @@
 //!    ends are marked, so that only this run's orders and events are judged.
 //! 2. The load and the faults run side by side. The load is open loop: one POST every
 //!    1/rate s whatever happens to the ones before, so a fault meets sagas at every stage.
-//!    A POST that fails has an unknown outcome (the order may exist); it is counted, not
-//!    judged, and step 3 finds every order of the run's holders anyway.
+//!    Each POST carries an idempotency key, and one that gets no answer or a 5xx is retried
+//!    with it for up to a minute: the order is placed once, whatever the faults did to the
+//!    tries. A POST that still fails has an unknown outcome (the order may exist); it is
+//!    counted, and step 3 finds every order of the run's holders anyway.
 //!    Faults run one at a time: inject, leave it for its downtime, restart (or resume a
 //!    paused process), then the next. An instance killed for good stays down while the next
 //!    faults run, and is restarted once the load is over.
@@ -176,7 +178,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let events = tokio::task::spawn_blocking(move || topic.read_since(&marks)).await??;
     let observed = Observed {
         sagas,
-        created: load.created,
+        created: load.created.clone(),
         balances,
         initial,
         events,
@@ -185,10 +187,10 @@ async fn main() -> anyhow::Result<ExitCode> {
     let lost = availability::lost(observed.sagas.iter().map(|s| &s.order), initial);
     let losses = availability::attribute(&lost, &faults.windows);
 
-    let unsettled = report(&observed, &load.failures, &faults, &violations);
+    let (unsettled, duplicates) = report(&observed, &load, &faults, &violations);
     report_losses(&faults.windows, &losses, started_at);
     println!(
-        "chaos: {} sagas, {} faults, {} violations, {unsettled} unsettled, {} lost (longest window {:.1} s){}",
+        "chaos: {} sagas, {} faults, {} violations, {unsettled} unsettled, {duplicates} duplicates, {} lost (longest window {:.1} s){}",
         observed.sagas.len(),
         faults.injected.values().sum::<usize>(),
         violations.len(),
@@ -203,6 +205,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let passed = !observed.sagas.is_empty()
         && violations.is_empty()
         && unsettled == 0
+        && duplicates == 0
         && faults.errors.is_empty();
     Ok(if passed {
         ExitCode::SUCCESS
@@ -216,17 +219,25 @@ fn stamp(started: Instant) -> String {
     format!("+{:6.1} s", started.elapsed().as_secs_f64())
 }
 
+/// How long a POST is retried with its idempotency key before its outcome is unknown.
+const POST_GIVE_UP: Duration = Duration::from_secs(60);
+
 struct Load {
     /// The ids of the orders whose POST answered 201.
     created: Vec<i64>,
-    /// Why each failed POST failed.
+    /// The orders that took more than one try.
+    retried: usize,
+    /// Why each POST that failed every try failed.
     failures: Vec<String>,
 }
 
 impl Load {
-    fn record(&mut self, post: Result<anyhow::Result<i64>, tokio::task::JoinError>) {
+    fn record(&mut self, post: Result<anyhow::Result<(i64, u32)>, tokio::task::JoinError>) {
         match post {
-            Ok(Ok(id)) => self.created.push(id),
+            Ok(Ok((id, tries))) => {
+                self.created.push(id);
+                self.retried += usize::from(tries > 1);
+            }
             Ok(Err(e)) => self.failures.push(format!("{e:#}")),
             Err(e) => self.failures.push(e.to_string()),
         }
@@ -243,6 +254,7 @@ async fn drive_load(
 ) -> Load {
     let mut load = Load {
         created: Vec::new(),
+        retried: 0,
         failures: Vec::new(),
     };
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
@@ -251,8 +263,12 @@ async fn drive_load(
     for (posted, order) in plan.orders.iter().enumerate() {
         ticks.tick().await;
         let (gateway, holder) = (gateway.clone(), holders[order.holder].clone());
-        let amount = order.amount;
-        posts.spawn(async move { gateway.place_order(&holder, amount).await });
+        let (amount, key) = (order.amount, format!("{holder}-{posted}"));
+        posts.spawn(async move {
+            gateway
+                .place_order_retrying(&holder, amount, &key, POST_GIVE_UP)
+                .await
+        });
         while let Some(result) = posts.try_join_next() {
             load.record(result);
         }
@@ -271,10 +287,11 @@ async fn drive_load(
         load.record(result);
     }
     println!(
-        "{}  load done: {} posted, {} created, {} POSTs failed (outcome unknown)",
+        "{}  load done: {} posted, {} created ({} after retries), {} POSTs failed (outcome unknown)",
         stamp(started),
         plan.orders.len(),
         load.created.len(),
+        load.retried,
         load.failures.len()
     );
     load
@@ -425,13 +442,13 @@ async fn read_balances(
         .await
 }
 
-/// Prints the summary table; returns the number of unsettled sagas.
+/// Prints the summary table; returns the numbers of unsettled and duplicate sagas.
 fn report(
     observed: &Observed,
-    post_failures: &[String],
+    load: &Load,
     faults: &Faults,
     violations: &[Violation],
-) -> usize {
+) -> (usize, usize) {
     let sagas = &observed.sagas;
     let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
     let mut unsettled = Vec::new();
@@ -451,20 +468,29 @@ fn report(
         println!("{}", line.trim_end());
     };
     println!("\nsummary");
-    let lost_answers = sagas.len().saturating_sub(observed.created.len());
+    let unanswered = sagas.len().saturating_sub(observed.created.len());
+    // Each POST that failed every try may have placed its order; any other saga that no POST
+    // was answered with is a second saga of one order.
+    let duplicates = unanswered.saturating_sub(load.failures.len());
     row(
         "sagas",
         sagas.len(),
-        format!("({lost_answers} created by POSTs whose answer was lost)"),
+        format!("({unanswered} placed by POSTs that failed every try)"),
     );
     for (status, count) in &by_status {
         row(&format!("  {status}"), *count, String::new());
     }
     row("  unsettled", unsettled.len(), first(&unsettled));
+    row("duplicate sagas", duplicates, String::new());
     row(
-        "POST /orders failed (outcome unknown)",
-        post_failures.len(),
-        first(post_failures),
+        "POST /orders retried with their key",
+        load.retried,
+        String::new(),
+    );
+    row(
+        "POST /orders failed every try (outcome unknown)",
+        load.failures.len(),
+        first(&load.failures),
     );
     row("faults", faults.injected.values().sum(), String::new());
     for kind in FaultKind::ALL {
@@ -494,7 +520,7 @@ fn report(
             first(cases),
         );
     }
-    unsettled.len()
+    (unsettled.len(), duplicates)
 }
 
 /// Prints, fault by fault, how long the faulty part was unavailable and what the fault cost.

@@ -350,10 +350,10 @@ impl<H: EventHandler> Consumer<H> {
         if !self.membership().stuck(OUT_OF_GROUP) {
             return false;
         }
-        let producer = self.dead_letters.producer.clone();
-        tokio::task::spawn_blocking(move || producer.broker_reachable(Duration::from_secs(1)))
+        self.dead_letters
+            .producer
+            .broker_answers(Duration::from_secs(1))
             .await
-            .unwrap_or(false)
     }
 
     fn subscribe(self: &Arc<Self>) -> anyhow::Result<StreamConsumer<Events<H>>> {

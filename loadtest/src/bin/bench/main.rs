@@ -21,6 +21,7 @@
 //! `docs/bench.svg`, and a PNG of it when Chromium is there to draw it.
 
 mod deadlines;
+mod history;
 mod load;
 mod machine;
 mod report;
@@ -81,6 +82,11 @@ struct Options {
     /// pending and 50 firing, and no chart in docs/.
     #[arg(long, conflicts_with_all = ["rates", "sustained", "duration", "deadlines", "deadline_orders", "deadline_rate", "chart"])]
     quick: bool,
+    /// Finished sagas of a month ago written into the order service's tables before the load,
+    /// five rows each, for the load to run while retention prunes them (start the stack with a
+    /// short PRUNE_INTERVAL_MS, such as 10000).
+    #[arg(long)]
+    history: Option<u64>,
     /// How long to wait for a rate's sagas to end after its load (seconds).
     #[arg(long, default_value_t = 60)]
     settle_timeout: u64,
@@ -287,6 +293,9 @@ async fn main() -> anyhow::Result<()> {
     bench.open_accounts(&every).await?;
     bench.open_accounts(&deadline_holders).await?;
 
+    if let Some(sagas) = options.history {
+        history::fill(&bench, sagas).await?;
+    }
     let startup = if skip(Part::Startup) {
         Vec::new()
     } else {
@@ -300,6 +309,10 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(STATS_FLUSH).await;
     let (idle, mut commits) = measure_idle(&bench).await?;
 
+    let history_before = match options.history {
+        Some(_) => Some(history::left(&bench).await?),
+        None => None,
+    };
     let mut points = Vec::new();
     for (rate, holders) in rates.iter().zip(holders) {
         let (point, after) =
@@ -312,6 +325,13 @@ async fn main() -> anyhow::Result<()> {
             println!("the stack fell behind at {rate}/s: the higher rates are left out");
             break;
         }
+    }
+    if let Some(before) = history_before {
+        let after = history::left(&bench).await?;
+        println!(
+            "history: {} rows pruned during the load, {after} left",
+            before - after
+        );
     }
     let memory = memory(&bench, &idle.rss_mb)?;
 
