@@ -25,8 +25,11 @@ async fn the_api_keeps_its_openapi_contract_under_every_schemathesis_check() -> 
     stack.restart("gateway", &[]).await?;
 
     let started = Instant::now();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/schemathesis.toml");
     let run = Command::new(&schemathesis)
         .args([
+            "--config-file",
+            config,
             "run",
             &format!("{}/openapi.json", stack.url("gateway")),
             "--checks=all",

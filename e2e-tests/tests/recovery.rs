@@ -170,7 +170,9 @@ async fn postgres_stopped_immediately_mid_flow_stops_no_saga() -> anyhow::Result
 
 #[tokio::test]
 async fn a_consumer_fenced_out_of_its_group_is_replaced_and_consumes_again() -> anyhow::Result<()> {
-    let stack = Stack::start("fenced", &[]).await?;
+    // Static membership, as a user may ask for it through the librdkafka settings.
+    const MEMBER: &str = "fenced-member";
+    let stack = Stack::start("fenced", &[("RDKAFKA_GROUP_INSTANCE_ID", MEMBER)]).await?;
     stack.open_account(HOLDER, BALANCE).await?;
     let first = stack.order(HOLDER, 1, 10).await?;
     stack.finished(first, "APPROVED", SETTLE).await?;
@@ -180,7 +182,7 @@ async fn a_consumer_fenced_out_of_its_group_is_replaced_and_consumes_again() -> 
     let intruder: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &stack.servers.kafka)
         .set("group.id", format!("{}-point-service", stack.id))
-        .set("group.instance.id", format!("{}-point", stack.id))
+        .set("group.instance.id", MEMBER)
         .set("partition.assignment.strategy", "cooperative-sticky")
         .create()?;
     intruder.subscribe(&[&stack.topic])?;

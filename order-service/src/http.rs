@@ -116,7 +116,8 @@ const REPLAYED: &str = "idempotent-replayed";
     operation_id = "createOrder",
     request_body = NewOrder,
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and body place one order"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+            description = "Makes a retry safe: the same key and body place one order"),
     ),
     responses(
         (status = CREATED, description = "The order, `PENDING`; or the order placed earlier with the same `Idempotency-Key`", body = OrderView),
