@@ -6,7 +6,9 @@
 //! the outbox's id) through that key's index: a round starts at the oldest row and stops at the
 //! first batch that holds a row younger than the retention, so it reads only what it deletes
 //! and the rows it must keep (an unpublished event, an unfinished saga). After each batch it
-//! waits as long as the batch took, so pruning uses at most half of one connection's time.
+//! waits nine times as long as the batch took, so pruning uses at most a tenth of one
+//! connection's time: about 8,000 rows a second on a 2-core machine, four times what the order
+//! service writes at 400 sagas/s, while the sagas flowing beside it keep their latency.
 //!
 //! What must be kept (saga-rules §9): the inbox for at least as long as Kafka may redeliver an
 //! event (checked at start-up by [`check`]), so that a redelivered event still finds its row
@@ -22,6 +24,8 @@ use crate::{config::RetentionConfig, metrics::Metrics};
 
 /// Rows per batch: one short transaction each.
 const BATCH: i64 = 1000;
+/// After a batch, the pause, in multiples of the batch's time.
+const PAUSE_PER_BATCH_TIME: u32 = 9;
 
 /// A table that grows, and which of its rows may go once they are old.
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +57,9 @@ pub const INBOX: Table = Table {
 impl Table {
     /// One batch: the next [`BATCH`] keys after `$1`, their rows older than `$2` deleted.
     /// Returns the last key read, the rows deleted, and whether a row younger than `$2` was
-    /// among them (the end of what this round may prune).
+    /// among them (the end of what this round may prune). A batch holds a lock named by its
+    /// table; one that finds it taken (another instance of the service is pruning the table)
+    /// reads nothing, which ends its round, so one instance prunes a table at a time.
     fn batch_sql(&self) -> String {
         let Table {
             name,
@@ -62,8 +68,12 @@ impl Table {
             finished,
         } = self;
         format!(
-            "WITH batch AS (
-                 SELECT DISTINCT {key} AS key FROM {name} WHERE {key} > $1 ORDER BY {key} LIMIT $3
+            "WITH alone AS (
+                 SELECT pg_try_advisory_xact_lock(hashtext('prune {name}')) AS alone
+             ), batch AS (
+                 SELECT DISTINCT {key} AS key FROM {name}
+                 WHERE {key} > $1 AND (SELECT alone FROM alone)
+                 ORDER BY {key} LIMIT $3
              ), pruned AS (
                  DELETE FROM {name}
                  WHERE {key} IN (SELECT key FROM batch) AND {age} < $2 AND {finished}
@@ -161,7 +171,7 @@ async fn prune(
         after = last;
         tokio::select! {
             _ = shutdown.cancelled() => {}
-            _ = tokio::time::sleep(batch_started.elapsed()) => {}
+            _ = tokio::time::sleep(batch_started.elapsed() * PAUSE_PER_BATCH_TIME) => {}
         }
     }
     Ok((total > 0).then(|| (total, started.elapsed())))

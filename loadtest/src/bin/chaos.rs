@@ -27,8 +27,8 @@
 //!    ([`loadtest::availability`]), and prints them fault by fault beside how long the faulty
 //!    part was unavailable.
 //!
-//! It exits non-zero on any violation, unsettled saga or fault command that failed. Lost sagas
-//! are measured, not judged: what a fault may cost depends on the machine.
+//! It exits non-zero on any violation, unsettled or duplicate saga, or fault command that
+//! failed. Lost sagas are measured, not judged: what a fault may cost depends on the machine.
 
 use std::{
     collections::BTreeMap,
@@ -488,7 +488,7 @@ fn report(
         String::new(),
     );
     row(
-        "POST /orders failed every try (outcome unknown)",
+        "POSTs failed every try (outcome unknown)",
         load.failures.len(),
         first(&load.failures),
     );
