@@ -8,6 +8,10 @@
 //! There is no writer task: whichever waiting request gets the write lock writes the queue,
 //! its own order among it unless an earlier holder already wrote it. So nothing outlives the
 //! requests, and a service that stops has nothing to drain.
+//!
+//! An order placed with an idempotency key that an order already has is not written again: it
+//! is answered with that order, found before it queues or, when the other was written
+//! meanwhile (in the same batch, or by another instance), by the insert itself.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 

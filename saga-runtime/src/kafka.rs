@@ -193,13 +193,16 @@ pub async fn ensure_topics(config: &KafkaConfig) -> anyhow::Result<Option<Durati
     let admin: AdminClient<DefaultClientContext> = settings(config, &[])
         .create()
         .with_context(|| format!("cannot create Kafka admin client for {}", config.bootstrap))?;
-    let hour = (3_600_000).to_string();
     let topics = [
         NewTopic::new(&config.topic, config.partitions, TopicReplication::Fixed(1))
-            .set("segment.ms", &hour),
+            .set("segment.ms", "3600000"),
         NewTopic::new(&config.dead_letter_topic, 1, TopicReplication::Fixed(1)),
     ];
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    // A request is given up after 10 s rather than librdkafka's 60 s: one sent to a broker that
+    // is re-registering after a pause can go unanswered.
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
     let results = admin
         .create_topics(&topics, &options)
         .await

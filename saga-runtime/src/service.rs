@@ -108,6 +108,24 @@ pub fn exit_after(bound: std::time::Duration) {
     });
 }
 
+/// [`kafka::ensure_topics`], tried three times a second apart: a broker that has just come
+/// back may leave the first request unanswered.
+async fn ensure_topics(config: &Config) -> anyhow::Result<Option<std::time::Duration>> {
+    let mut attempt = 1;
+    loop {
+        match kafka::ensure_topics(&config.kafka).await {
+            Err(error) if attempt < 3 => tracing::warn!(
+                error.message = format!("{error:#}"),
+                attempt,
+                "cannot ensure the topics; trying again"
+            ),
+            done => return done,
+        }
+        attempt += 1;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
 /// A service built and ready to run.
 pub struct App<S> {
     config: Config,
@@ -126,7 +144,7 @@ impl<S: Service> App<S> {
     pub async fn build(config: Config, settings: S::Settings) -> anyhow::Result<Self> {
         let started = Instant::now();
         let pool = db::connect(&config.database, S::migrations()).await?;
-        let topic_keeps = kafka::ensure_topics(&config.kafka).await?;
+        let topic_keeps = ensure_topics(&config).await?;
         retention::check(&config.retention, topic_keeps)?;
         let metrics = Metrics::new(S::NAME, S::CONSUMES, S::PRODUCES)?;
         let producer = Arc::new(Producer::new(&config.kafka, metrics.clone())?);
