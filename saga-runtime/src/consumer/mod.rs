@@ -207,8 +207,8 @@ pub async fn run<H: EventHandler>(
 const RECREATED_RECENTLY: Duration = Duration::from_secs(30);
 
 /// How long a consumer may be out of its group while the broker answers before it is
-/// replaced: longer than a rebalance takes even when a paused member holds it up until its
-/// session times out (6 s).
+/// replaced: well beyond a rebalance, even one that a paused member holds up until its
+/// session times out (2 s, see `kafka::consumer_settings`).
 pub const OUT_OF_GROUP: Duration = Duration::from_secs(10);
 
 /// How one consumer's fetching ended.
