@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use common_events::EventType;
 use prometheus::Histogram;
-use saga_runtime::{Service, ServiceContext, config::Vars, retention::Table, outbox};
+use saga_runtime::{Service, ServiceContext, config::Vars, outbox, retention::Table};
 use sqlx::{PgPool, migrate::Migrator};
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;

@@ -124,7 +124,10 @@ impl TestApp {
     /// same limits: to play another instance of it.
     pub async fn service_connection(&self) -> anyhow::Result<sqlx::PgConnection> {
         use sqlx::Connection;
-        Ok(sqlx::PgConnection::connect_with(&saga_runtime::db::options(&self.config.database)?).await?)
+        Ok(
+            sqlx::PgConnection::connect_with(&saga_runtime::db::options(&self.config.database)?)
+                .await?,
+        )
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -151,11 +154,10 @@ impl TestApp {
         body: &Value,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<(u16, reqwest::header::HeaderMap, Value)> {
-        let request = headers
-            .iter()
-            .fold(self.http.post(self.url(path)).json(body), |request, (name, value)| {
-                request.header(*name, *value)
-            });
+        let request = headers.iter().fold(
+            self.http.post(self.url(path)).json(body),
+            |request, (name, value)| request.header(*name, *value),
+        );
         let answer = request.send().await?;
         let (status, headers) = (answer.status().as_u16(), answer.headers().clone());
         Ok((status, headers, answer.json().await.unwrap_or(Value::Null)))

@@ -22,9 +22,7 @@ use axum::{
 };
 use saga_runtime::{
     config::{HttpConfig, LogFormat, Vars},
-    http::{
-        ErrorBody, ErrorCode, IDEMPOTENCY_KEY, PathParam, error_response, method_not_allowed,
-    },
+    http::{ErrorBody, ErrorCode, IDEMPOTENCY_KEY, PathParam, error_response, method_not_allowed},
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -208,7 +206,9 @@ fn format(headers: &HeaderMap) -> Format {
 )]
 async fn sagas(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     let orders = gateway.upstreams["order"]
-        .send(true, |client, base| client.get(format!("{base}/orders?limit=100")))
+        .send(true, |client, base| {
+            client.get(format!("{base}/orders?limit=100"))
+        })
         .await;
     let orders: Vec<Value> = match orders {
         Ok(answer) => serde_json::from_slice(&answer.body).unwrap_or_default(),

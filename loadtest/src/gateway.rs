@@ -96,7 +96,11 @@ impl Gateway {
                 .await;
             let failed = match answer {
                 Ok(answer) if answer.status().is_server_error() => {
-                    format!("{} {}", answer.status(), answer.text().await.unwrap_or_default())
+                    format!(
+                        "{} {}",
+                        answer.status(),
+                        answer.text().await.unwrap_or_default()
+                    )
                 }
                 Ok(answer) => {
                     let order: Order = expect(answer, 201, "placing an order").await?;

@@ -159,7 +159,10 @@ async fn insert(
     let currencies: Vec<Option<&str>> = orders.iter().map(|o| o.currency_id.as_deref()).collect();
     let amounts: Vec<Decimal> = orders.iter().map(|o| o.amount).collect();
     let deadlines: Vec<DateTime<Utc>> = orders.iter().map(|o| o.deadline).collect();
-    let keys: Vec<Option<&str>> = orders.iter().map(|o| o.idempotency_key.as_deref()).collect();
+    let keys: Vec<Option<&str>> = orders
+        .iter()
+        .map(|o| o.idempotency_key.as_deref())
+        .collect();
     // RETURNING gives the inserted rows in the order they were inserted: the arrays' order,
     // less the orders whose key was taken.
     let written: Vec<Written> = sqlx::query_as(concat!(
@@ -237,7 +240,9 @@ async fn insert(
                     .map(|row| row.view.clone());
                 match found {
                     Some(view) => replay(order, view),
-                    None => Err(internal("an order was neither written nor found by its key")),
+                    None => Err(internal(
+                        "an order was neither written nor found by its key",
+                    )),
                 }
             }
         })

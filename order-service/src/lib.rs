@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 use common_events::EventType;
 use group_commit::GroupCommit;
 use prometheus::{HistogramVec, IntCounterVec};
-use saga_runtime::{Service, ServiceContext, config::Vars, retention::Table, metrics::Metrics};
+use saga_runtime::{Service, ServiceContext, config::Vars, metrics::Metrics, retention::Table};
 use sqlx::{PgPool, migrate::Migrator};
 use utoipa_axum::router::OpenApiRouter;
 

@@ -174,11 +174,11 @@ async fn a_failed_point_use_rejects_for_the_point_limit_with_its_reason() -> any
 
 /// Counts rows: `table_where` is a table and maybe a `WHERE` clause.
 async fn count(app: &TestApp, table_where: &str) -> anyhow::Result<i64> {
-    Ok(
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table_where}")))
-            .fetch_one(&app.db)
-            .await?,
-    )
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {table_where}"
+    )))
+    .fetch_one(&app.db)
+    .await?)
 }
 
 #[tokio::test]
@@ -216,7 +216,11 @@ async fn a_retry_with_the_same_idempotency_key_gets_the_same_order_and_starts_no
     let bad = [("Idempotency-Key", "")];
     let (status, _, refused) = app.post_with_headers("/orders", &body, &bad).await?;
     assert_eq!(status, 400, "{refused}");
-    assert_eq!(count(&app, "orders").await?, 1, "refused POSTs write nothing");
+    assert_eq!(
+        count(&app, "orders").await?,
+        1,
+        "refused POSTs write nothing"
+    );
     Ok(())
 }
 

@@ -134,10 +134,8 @@ impl Config {
             database: DatabaseConfig {
                 url,
                 max_connections: vars.parse("DATABASE_MAX_CONNECTIONS", 20)?,
-                statement_timeout: vars.millis(
-                    "DATABASE_STATEMENT_TIMEOUT_MS",
-                    Duration::from_secs(10),
-                )?,
+                statement_timeout: vars
+                    .millis("DATABASE_STATEMENT_TIMEOUT_MS", Duration::from_secs(10))?,
                 idle_in_transaction_timeout: vars.millis(
                     "DATABASE_IDLE_TRANSACTION_TIMEOUT_MS",
                     Duration::from_secs(2),

@@ -133,7 +133,9 @@ impl Metrics {
     }
 
     pub fn pruned(&self, table: &str, rows: u64) {
-        self.pruned.with_label_values(&[self.app, table]).inc_by(rows);
+        self.pruned
+            .with_label_values(&[self.app, table])
+            .inc_by(rows);
     }
     pub fn consumed(&self, job: &str) {
         self.consumed.with_label_values(&[self.app, job]).inc();

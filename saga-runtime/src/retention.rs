@@ -195,7 +195,9 @@ mod tests {
         assert!(check(&keeping(168), day).is_ok());
         let short = check(&keeping(24), day).unwrap_err().to_string();
         assert!(
-            short.contains("RETENTION_HOURS=24 is shorter than the saga topic may keep an event (25.0 h"),
+            short.contains(
+                "RETENTION_HOURS=24 is shorter than the saga topic may keep an event (25.0 h"
+            ),
             "{short}"
         );
         assert!(check(&keeping(168), None).is_err());

@@ -28,7 +28,10 @@ pub async fn fill(bench: &Bench, sagas: u64) -> anyhow::Result<()> {
     let mut written = 0;
     while written < sagas {
         let count = CHUNK.min(sagas - written);
-        let (from, to) = (lowest - written as i64 - count as i64, lowest - written as i64 - 1);
+        let (from, to) = (
+            lowest - written as i64 - count as i64,
+            lowest - written as i64 - 1,
+        );
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "INSERT INTO orders (id, holder_id, amount, status, deadline, created_at, updated_at)
              SELECT n, 'history', 1, 'APPROVED', now() - interval '30 days',
