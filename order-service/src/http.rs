@@ -9,7 +9,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use rust_decimal::Decimal;
 use saga_runtime::{
     http::{
@@ -134,7 +134,9 @@ async fn create(
         holder_id: order.holder_id.into_string(),
         currency_id: order.currency_id.map(Id::into_string),
         amount: order.amount.value(),
-        deadline: Utc::now() + service.deadline,
+        // To the millisecond, as it travels in the saga's events: the order keeps the deadline
+        // every service decides by, and the deadline never fires before the order's deadline.
+        deadline: (Utc::now() + service.deadline).trunc_subsecs(3),
         idempotency_key: idempotency_key(&headers)?,
     };
     Ok(match service.placing.place(order).await? {
