@@ -82,7 +82,7 @@ impl GroupCommit {
         let (reply, mut answer) = oneshot::channel();
         self.queue().push((order, reply));
         let mut writing = self.writing.lock().await;
-        let reply = match answer.try_recv() {
+        match answer.try_recv() {
             Ok(reply) => reply,
             // The holder that took this order was cancelled (its client went away) before it
             // answered: the order may or may not be written.
@@ -109,8 +109,7 @@ impl GroupCommit {
                     .await
                     .unwrap_or_else(|_| Err(internal("the order was not answered")))
             }
-        };
-        reply
+        }
     }
 
     fn queue(&self) -> MutexGuard<'_, Vec<(Order, oneshot::Sender<Reply>)>> {

@@ -25,7 +25,9 @@ use crate::{
     http::{Probes, layers, operational_routes, probe_routes},
     kafka::{self, Producer},
     metrics::Metrics,
-    outbox, retention, telemetry,
+    outbox, retention,
+    retry::Backoff,
+    telemetry,
 };
 
 /// What a service gets to build itself from.
@@ -108,8 +110,8 @@ pub fn exit_after(bound: std::time::Duration) {
     });
 }
 
-/// [`kafka::ensure_topics`], tried three times a second apart: a broker that has just come
-/// back may leave the first request unanswered.
+/// [`kafka::ensure_topics`], tried three times with the runtime's backoff: a broker that has
+/// just come back may leave the first request unanswered.
 async fn ensure_topics(config: &Config) -> anyhow::Result<Option<std::time::Duration>> {
     let mut attempt = 1;
     loop {
@@ -121,8 +123,8 @@ async fn ensure_topics(config: &Config) -> anyhow::Result<Option<std::time::Dura
             ),
             done => return done,
         }
+        tokio::time::sleep(Backoff::DEFAULT.delay(attempt)).await;
         attempt += 1;
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 

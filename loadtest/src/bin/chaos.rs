@@ -176,9 +176,14 @@ async fn main() -> anyhow::Result<ExitCode> {
     let sagas = read_sagas(&gateway, orders).await?;
     let balances = read_balances(&gateway, &holders).await?;
     let events = tokio::task::spawn_blocking(move || topic.read_since(&marks)).await??;
+    let Load {
+        created,
+        retried,
+        failures,
+    } = load;
     let observed = Observed {
         sagas,
-        created: load.created.clone(),
+        created,
         balances,
         initial,
         events,
@@ -187,7 +192,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let lost = availability::lost(observed.sagas.iter().map(|s| &s.order), initial);
     let losses = availability::attribute(&lost, &faults.windows);
 
-    let (unsettled, duplicates) = report(&observed, &load, &faults, &violations);
+    let (unsettled, duplicates) = report(&observed, retried, &failures, &faults, &violations);
     report_losses(&faults.windows, &losses, started_at);
     println!(
         "chaos: {} sagas, {} faults, {} violations, {unsettled} unsettled, {duplicates} duplicates, {} lost (longest window {:.1} s){}",
@@ -445,7 +450,8 @@ async fn read_balances(
 /// Prints the summary table; returns the numbers of unsettled and duplicate sagas.
 fn report(
     observed: &Observed,
-    load: &Load,
+    retried: usize,
+    post_failures: &[String],
     faults: &Faults,
     violations: &[Violation],
 ) -> (usize, usize) {
@@ -471,7 +477,7 @@ fn report(
     let unanswered = sagas.len().saturating_sub(observed.created.len());
     // Each POST that failed every try may have placed its order; any other saga that no POST
     // was answered with is a second saga of one order.
-    let duplicates = unanswered.saturating_sub(load.failures.len());
+    let duplicates = unanswered.saturating_sub(post_failures.len());
     row(
         "sagas",
         sagas.len(),
@@ -484,13 +490,13 @@ fn report(
     row("duplicate sagas", duplicates, String::new());
     row(
         "POST /orders retried with their key",
-        load.retried,
+        retried,
         String::new(),
     );
     row(
         "POSTs failed every try (outcome unknown)",
-        load.failures.len(),
-        first(&load.failures),
+        post_failures.len(),
+        first(post_failures),
     );
     row("faults", faults.injected.values().sum(), String::new());
     for kind in FaultKind::ALL {
