@@ -1,9 +1,16 @@
-//! The deadline service's decisions, without I/O: what a saga's events do to its deadline.
+//! The deadline service's rules, without I/O: what a saga's events do to its deadline, and when
+//! the timer fires it.
 //!
 //! `OrderCreated` schedules the deadline it carries, once. `OrderPlaced` and `OrderRejected`
 //! cancel it; a cancel for a deadline that has fired or was cancelled is a no-op, never an error
 //! (saga-rules §4 rule 7). A cancel that arrives before the schedule (a replay, say) still leaves a
 //! cancelled deadline behind, so the late `OrderCreated` cannot schedule a dead saga's deadline.
+//! A pending deadline fires once the clock reaches it, and only a pending one.
+//!
+//! The row may change between the handler's read and its write (another instance schedules the
+//! same deadline, the timer fires it), so each write re-checks its guard in the same statement:
+//! [`written`] and [`fire`] state those guards, and `tests/guards.rs` runs the statements
+//! against PostgreSQL on every state to hold them to it.
 
 use chrono::{DateTime, Utc};
 use common_events::Event;
@@ -38,24 +45,58 @@ pub enum Decision {
         deadline: DateTime<Utc>,
     },
     /// Mark the deadline cancelled (with a row of its own if none was scheduled), unless the
-    /// timer fires it first; the shell's write only cancels a pending deadline.
+    /// timer fires it first.
     Cancel,
     Ignore(&'static str),
 }
+
+/// Why an `OrderCreated` changes nothing: the saga's deadline exists.
+pub const ALREADY_SCHEDULED: &str = "already scheduled";
+/// Why the end of a saga changes nothing: its deadline has fired or was cancelled.
+pub const ALREADY_ENDED: &str = "already fired or cancelled";
 
 /// Decides what `event`, of a saga whose deadline is `deadline`, does to the deadline this
 /// service keeps in `status` (`None`: none yet).
 pub fn decide(status: Option<Status>, event: &Event, deadline: DateTime<Utc>) -> Decision {
     match (event, status) {
         (Event::OrderCreated { .. }, None) => Decision::Schedule { deadline },
-        (Event::OrderCreated { .. }, Some(_)) => Decision::Ignore("already scheduled"),
+        (Event::OrderCreated { .. }, Some(_)) => Decision::Ignore(ALREADY_SCHEDULED),
         (Event::OrderPlaced | Event::OrderRejected { .. }, None | Some(Status::Pending)) => {
             Decision::Cancel
         }
         (Event::OrderPlaced | Event::OrderRejected { .. }, Some(_)) => {
-            Decision::Ignore("already fired or cancelled")
+            Decision::Ignore(ALREADY_ENDED)
         }
         _ => Decision::Ignore("not a deadline event"),
+    }
+}
+
+/// The deadline's status after the write of `decision`, when the write finds it in `row`: a
+/// schedule inserts only where no deadline exists, a cancel changes only a pending (or missing)
+/// deadline, never a fired one.
+pub fn written(decision: Decision, row: Option<Status>) -> Option<Status> {
+    match (decision, row) {
+        (Decision::Schedule { .. }, None) => Some(Status::Pending),
+        (Decision::Cancel, None | Some(Status::Pending)) => Some(Status::Cancelled),
+        _ => row,
+    }
+}
+
+/// Why a decision whose write found the deadline changed since it was read is ignored.
+pub fn refused(decision: Decision) -> &'static str {
+    match decision {
+        Decision::Schedule { .. } => ALREADY_SCHEDULED,
+        Decision::Cancel => ALREADY_ENDED,
+        Decision::Ignore(reason) => reason,
+    }
+}
+
+/// The timer's rule: the deadline's status after the timer looks at it at `now`. A pending
+/// deadline fires once `now` reaches it; every other is left as it is.
+pub fn fire(row: Option<Status>, deadline: DateTime<Utc>, now: DateTime<Utc>) -> Option<Status> {
+    match row {
+        Some(Status::Pending) if deadline <= now => Some(Status::Fired),
+        _ => row,
     }
 }
 
@@ -95,7 +136,7 @@ mod tests {
         for status in [Status::Pending, Status::Fired, Status::Cancelled] {
             assert_eq!(
                 decide(Some(status), &created(), at()),
-                Decision::Ignore("already scheduled")
+                Decision::Ignore(ALREADY_SCHEDULED)
             );
         }
     }
@@ -123,7 +164,7 @@ mod tests {
             for event in ending() {
                 assert_eq!(
                     decide(Some(status), &event, at()),
-                    Decision::Ignore("already fired or cancelled")
+                    Decision::Ignore(ALREADY_ENDED)
                 );
             }
         }
@@ -135,5 +176,45 @@ mod tests {
             decide(None, &Event::DeadlineReached, at()),
             Decision::Ignore("not a deadline event")
         );
+    }
+
+    #[test]
+    fn a_write_changes_the_deadline_only_where_its_guard_holds() {
+        let schedule = Decision::Schedule { deadline: at() };
+        assert_eq!(written(schedule, None), Some(Status::Pending));
+        assert_eq!(written(Decision::Cancel, None), Some(Status::Cancelled));
+        assert_eq!(
+            written(Decision::Cancel, Some(Status::Pending)),
+            Some(Status::Cancelled)
+        );
+        for row in Status::ALL {
+            assert_eq!(
+                written(schedule, Some(row)),
+                Some(row),
+                "schedule over {row:?}"
+            );
+        }
+        for row in [Status::Fired, Status::Cancelled] {
+            assert_eq!(
+                written(Decision::Cancel, Some(row)),
+                Some(row),
+                "cancel over {row:?}"
+            );
+        }
+        assert_eq!(refused(schedule), ALREADY_SCHEDULED);
+        assert_eq!(refused(Decision::Cancel), ALREADY_ENDED);
+    }
+
+    #[test]
+    fn only_a_pending_deadline_fires_and_only_once_its_time_has_come() {
+        let early = at() - chrono::Duration::milliseconds(1);
+        assert_eq!(
+            fire(Some(Status::Pending), at(), early),
+            Some(Status::Pending)
+        );
+        assert_eq!(fire(Some(Status::Pending), at(), at()), Some(Status::Fired));
+        for row in [None, Some(Status::Fired), Some(Status::Cancelled)] {
+            assert_eq!(fire(row, at(), at()), row);
+        }
     }
 }

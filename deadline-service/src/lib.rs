@@ -4,13 +4,14 @@
 pub mod domain;
 mod handlers;
 pub mod http;
+pub mod store;
 mod timer;
 
 use std::sync::Arc;
 
 use common_events::EventType;
 use prometheus::Histogram;
-use saga_runtime::{Service, ServiceContext, config::Vars, outbox, retention::Table};
+use saga_runtime::{Clock, Service, ServiceContext, config::Vars, outbox, retention::Table};
 use sqlx::{PgPool, migrate::Migrator};
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
@@ -20,6 +21,7 @@ static MIGRATIONS: Migrator = sqlx::migrate!();
 pub struct DeadlineService {
     pool: PgPool,
     outbox: outbox::Wake,
+    clock: Clock,
     /// How long after its deadline each `DeadlineReached` was written.
     lateness: Histogram,
 }
@@ -59,6 +61,7 @@ impl Service for DeadlineService {
         Ok(DeadlineService {
             pool: context.pool.clone(),
             outbox: context.outbox.clone(),
+            clock: context.clock.clone(),
             lateness: lateness.with_label_values(&[context.metrics.app()]),
         })
     }
@@ -71,11 +74,12 @@ impl Service for DeadlineService {
         self: Arc<Self>,
         shutdown: CancellationToken,
     ) -> Option<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
-        Some(timer::run(
-            self.pool.clone(),
-            self.outbox.clone(),
-            self.lateness.clone(),
-            shutdown,
-        ))
+        let timer = timer::Timer {
+            pool: self.pool.clone(),
+            outbox: self.outbox.clone(),
+            clock: self.clock.clone(),
+            lateness: self.lateness.clone(),
+        };
+        Some(timer.run(shutdown))
     }
 }

@@ -17,136 +17,116 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use common_events::{Envelope, Event};
 use prometheus::Histogram;
-use saga_runtime::{outbox, retry::Backoff};
+use saga_runtime::{Clock, outbox, retry::Backoff};
 use sqlx::{PgPool, postgres::PgListener};
 use tokio_util::sync::CancellationToken;
+
+use crate::store;
 
 const MAX_SLEEP: Duration = Duration::from_secs(5);
 const BATCH: i64 = 500;
 
-pub async fn run(
-    pool: PgPool,
-    outbox: outbox::Wake,
-    lateness: Histogram,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut listener = PgListener::connect_with(&pool)
-        .await
-        .context("cannot listen for scheduled deadlines")?;
-    listener.listen("deadline_scheduled").await?;
-    let mut failures = Backoff::DEFAULT.start();
-    // The deadline to wake up for; now, to fire what passed while the service was down.
-    let mut next = Some(Utc::now());
-    while !shutdown.is_cancelled() {
-        if next.is_some_and(|at| at <= Utc::now()) {
-            let fired = async {
-                fire_due(&pool, &outbox, &lateness).await?;
-                next_deadline(&pool).await
-            };
-            match fired.await {
-                Ok(pending) => {
-                    failures.reset();
-                    next = pending;
+/// What the timer needs from its service.
+pub struct Timer {
+    pub pool: PgPool,
+    pub outbox: outbox::Wake,
+    pub clock: Clock,
+    /// How long after its deadline each `DeadlineReached` was written.
+    pub lateness: Histogram,
+}
+
+impl Timer {
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .context("cannot listen for scheduled deadlines")?;
+        listener.listen("deadline_scheduled").await?;
+        let mut failures = Backoff::DEFAULT.start();
+        // The deadline to wake up for; now, to fire what passed while the service was down.
+        let mut next = Some(self.clock.now());
+        while !shutdown.is_cancelled() {
+            if next.is_some_and(|at| at <= self.clock.now()) {
+                let fired = async {
+                    self.fire_due().await?;
+                    store::next_pending(&self.pool).await
+                };
+                match fired.await {
+                    Ok(pending) => {
+                        failures.reset();
+                        next = pending;
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            error.message = format!("{error:#}"),
+                            failures = failures.count() + 1,
+                            "deadline timer failed, retrying"
+                        );
+                        failures.wait(&shutdown).await;
+                        continue;
+                    }
                 }
-                Err(error) => {
-                    tracing::warn!(
-                        error.message = format!("{error:#}"),
-                        failures = failures.count() + 1,
-                        "deadline timer failed, retrying"
-                    );
-                    failures.wait(&shutdown).await;
-                    continue;
+            }
+            // With nothing to wait for, or a deadline far off, look again after MAX_SLEEP.
+            let wake_at = next.unwrap_or(DateTime::<Utc>::MAX_UTC);
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                notification = listener.recv() => match notification {
+                    Ok(notification) => {
+                        if let Some(at) = epoch_millis(notification.payload()) {
+                            next = Some(next.map_or(at, |next| next.min(at)));
+                        }
+                    }
+                    Err(error) => {
+                        // The listener reconnects at the next call; a notification may be lost.
+                        tracing::warn!(error.message = %error, "deadline notifications interrupted");
+                        failures.wait(&shutdown).await;
+                        next = Some(self.clock.now());
+                    }
+                },
+                _ = self.clock.sleep_until(wake_at, MAX_SLEEP) => {
+                    next = Some(next.map_or(self.clock.now(), |at| at.min(self.clock.now())));
                 }
             }
         }
-        let wait = next.map(|at| (at - Utc::now()).to_std().unwrap_or_default());
-        let fallback = wait.is_none_or(|wait| wait > MAX_SLEEP);
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            notification = listener.recv() => match notification {
-                Ok(notification) => {
-                    if let Some(at) = epoch_millis(notification.payload()) {
-                        next = Some(next.map_or(at, |next| next.min(at)));
-                    }
-                }
-                Err(error) => {
-                    // The listener reconnects at the next call; a notification may be lost.
-                    tracing::warn!(error.message = %error, "deadline notifications interrupted");
-                    failures.wait(&shutdown).await;
-                    next = Some(Utc::now());
-                }
-            },
-            _ = tokio::time::sleep(wait.unwrap_or(MAX_SLEEP).min(MAX_SLEEP)) => {
-                if fallback {
-                    next = Some(Utc::now());
-                }
+        Ok(())
+    }
+
+    /// Fires every deadline that is due, in batches.
+    async fn fire_due(&self) -> anyhow::Result<()> {
+        loop {
+            // The bound is a parameter, not clock_timestamp(): a volatile function cannot bound
+            // an index scan, and PostgreSQL would read every pending deadline to find the due
+            // ones. It is read before the transaction begins, so that the outbox row's
+            // created_at (the transaction's start) is never earlier than the deadline it reports.
+            let due = self.clock.now();
+            let mut tx = self.pool.begin().await?;
+            let fired = store::fire_due(&mut tx, due, BATCH).await?;
+            let reached: Vec<Envelope> = fired
+                .iter()
+                .map(|fired| Envelope::new(fired.order_id, fired.deadline, Event::DeadlineReached))
+                .collect();
+            self.outbox
+                .commit(tx, &reached)
+                .await
+                .context("cannot commit fired deadlines")?;
+            for (event, fired) in reached.iter().zip(&fired) {
+                let lateness = fired.fired_at - fired.deadline;
+                tracing::info!(
+                    order.id = event.order_id,
+                    event.id = %event.event_id,
+                    lateness_ms = lateness.num_milliseconds(),
+                    "deadline reached"
+                );
+                self.lateness
+                    .observe(lateness.num_microseconds().unwrap_or(0) as f64 / 1e6);
+            }
+            if (fired.len() as i64) < BATCH {
+                return Ok(());
             }
         }
     }
-    Ok(())
 }
 
 fn epoch_millis(payload: &str) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(payload.parse().ok()?)
-}
-
-async fn next_deadline(pool: &PgPool) -> anyhow::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar("SELECT min(deadline) FROM deadlines WHERE status = 'PENDING'")
-        .fetch_one(pool)
-        .await
-        .context("cannot read the next deadline")
-}
-
-/// Fires every deadline that is due, in batches.
-async fn fire_due(
-    pool: &PgPool,
-    outbox: &outbox::Wake,
-    lateness: &Histogram,
-) -> anyhow::Result<()> {
-    loop {
-        // The bound is a parameter, not clock_timestamp(): a volatile function cannot bound an
-        // index scan, and PostgreSQL would read every pending deadline to find the due ones.
-        // It is read before the transaction begins, so that the outbox row's created_at (the
-        // transaction's start) is never earlier than the deadline it reports.
-        let due = Utc::now();
-        let mut tx = pool.begin().await?;
-        let fired: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-            "UPDATE deadlines SET status = 'FIRED', fired_at = clock_timestamp()
-             WHERE order_id IN (
-                 SELECT order_id FROM deadlines
-                 WHERE status = 'PENDING' AND deadline <= $2
-                 ORDER BY deadline LIMIT $1 FOR UPDATE SKIP LOCKED)
-             RETURNING order_id, deadline, fired_at",
-        )
-        .bind(BATCH)
-        .bind(due)
-        .fetch_all(&mut *tx)
-        .await
-        .context("cannot take due deadlines")?;
-        let reached: Vec<Envelope> = fired
-            .iter()
-            .map(|(order_id, deadline, _)| {
-                Envelope::new(*order_id, *deadline, Event::DeadlineReached)
-            })
-            .collect();
-        outbox::append(&mut tx, &reached).await?;
-        tx.commit().await.context("cannot commit fired deadlines")?;
-        for (event, (_, deadline, fired_at)) in reached.iter().zip(&fired) {
-            tracing::info!(
-                order.id = event.order_id,
-                event.id = %event.event_id,
-                lateness_ms = (*fired_at - *deadline).num_milliseconds(),
-                "deadline reached"
-            );
-        }
-        if !fired.is_empty() {
-            outbox.committed();
-        }
-        for (_, deadline, fired_at) in &fired {
-            lateness.observe((*fired_at - *deadline).num_microseconds().unwrap_or(0) as f64 / 1e6);
-        }
-        if (fired.len() as i64) < BATCH {
-            return Ok(());
-        }
-    }
 }

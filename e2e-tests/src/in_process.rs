@@ -18,7 +18,7 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 use saga_runtime::{
-    App, Service,
+    App, Clock, Service,
     config::{Config, Vars},
 };
 use serde_json::Value;
@@ -36,13 +36,14 @@ pub struct TestApp {
     pub topic: String,
     /// The service's own database, for checks its API does not show.
     pub db: sqlx::PgPool,
-    database: String,
     servers: Servers,
     config: Config,
     producer: FutureProducer,
     http: reqwest::Client,
     stop: CancellationToken,
     running: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Dropped last, once the service has been told to stop.
+    _database: TestDatabase,
 }
 
 impl TestApp {
@@ -52,29 +53,37 @@ impl TestApp {
         settings: S::Settings,
         vars: &[(&str, &str)],
     ) -> anyhow::Result<TestApp> {
+        TestApp::spawn_on_clock::<S>(settings, vars, Clock::system()).await
+    }
+
+    /// [`TestApp::spawn`] with the service reading its time from `clock`.
+    pub async fn spawn_on_clock<S: Service>(
+        settings: S::Settings,
+        vars: &[(&str, &str)],
+        clock: Clock,
+    ) -> anyhow::Result<TestApp> {
         let servers = Servers::shared();
+        let database = TestDatabase::create::<S>().await?;
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let topic = format!("test.{}.{id}", S::NAME);
-        let database = format!("test_{}_{id}", S::DATABASE);
         create_topic(&servers.kafka, &topic).await?;
-        let database_url = format!("{}/{database}", servers.postgres);
         let mut all: Vec<(&str, &str)> = vec![
             ("HOST", "127.0.0.1"),
             ("PORT", "0"),
             ("KAFKA_BOOTSTRAP", &servers.kafka),
             ("KAFKA_TOPIC", &topic),
             ("KAFKA_GROUP_PREFIX", &id),
-            ("DATABASE_URL", &database_url),
+            ("DATABASE_URL", &database.url),
             ("DATABASE_MAX_CONNECTIONS", "5"),
         ];
         all.extend_from_slice(vars);
         let vars: Vars = all.into_iter().collect();
-        let config = Config::from_vars(S::NAME, S::PORT, S::DATABASE, &vars)?;
+        let mut config = Config::from_vars(S::NAME, S::PORT, S::DATABASE, &vars)?;
+        config.clock = clock;
         let mut test = TestApp {
             addr: config.http.addr,
-            db: sqlx::PgPool::connect_lazy(&database_url)?,
+            db: database.pool.clone(),
             topic,
-            database,
             config,
             producer: ClientConfig::new()
                 .set("bootstrap.servers", &servers.kafka)
@@ -83,26 +92,24 @@ impl TestApp {
             http: reqwest::Client::new(),
             stop: CancellationToken::new(),
             running: None,
+            _database: database,
         };
         test.start::<S>(settings).await?;
         Ok(test)
     }
 
-    /// Stops the service, waits until the wall clock is past `at`, and starts it again on the
-    /// same database, topic and consumer group.
-    pub async fn restart_after<S: Service>(
+    /// Stops the service, runs `meanwhile` (a test moves its clock, say), and starts the service
+    /// again on the same database, topic and consumer group.
+    pub async fn restart<S: Service>(
         mut self,
         settings: S::Settings,
-        at: chrono::DateTime<chrono::Utc>,
+        meanwhile: impl FnOnce(),
     ) -> anyhow::Result<TestApp> {
         self.stop.cancel();
         if let Some(running) = self.running.take() {
             running.await.context("the service panicked")??;
         }
-        wait_until(PATIENCE, || async {
-            (chrono::Utc::now() > at).then_some(())
-        })
-        .await?;
+        meanwhile();
         self.start::<S>(settings).await?;
         Ok(self)
     }
@@ -232,10 +239,39 @@ impl TestApp {
     }
 }
 
-impl Drop for TestApp {
+/// A database of a test's own, migrated as service `S` migrates its own, and dropped with it.
+pub struct TestDatabase {
+    pub pool: sqlx::PgPool,
+    pub url: String,
+    servers: Servers,
+    name: String,
+}
+
+impl TestDatabase {
+    pub async fn create<S: Service>() -> anyhow::Result<TestDatabase> {
+        let servers = Servers::shared();
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let name = format!("test_{}_{id}", S::DATABASE);
+        let url = format!("{}/{name}", servers.postgres);
+        let config = Config::from_vars(
+            S::NAME,
+            S::PORT,
+            S::DATABASE,
+            &Vars::from_iter([("DATABASE_URL", url.as_str())]),
+        )?;
+        let pool = saga_runtime::db::connect(&config.database, S::migrations()).await?;
+        Ok(TestDatabase {
+            pool,
+            url,
+            servers,
+            name,
+        })
+    }
+}
+
+impl Drop for TestDatabase {
     fn drop(&mut self) {
-        self.stop.cancel();
-        let (postgres, database) = (self.servers.postgres.clone(), self.database.clone());
+        let (postgres, database) = (self.servers.postgres.clone(), self.name.clone());
         // Drop runs inside the test's runtime: the cleanup gets a thread and runtime of its own.
         // It leaves the service's connections alone (they belong to the blocked runtime) and
         // lets DROP ... WITH (FORCE) end them.
@@ -254,6 +290,12 @@ impl Drop for TestApp {
             })
         })
         .join();
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 

@@ -4,6 +4,11 @@
 //! saga has expired or was already handled; `OrderRejected` always compensates, and always
 //! answers with `ExchangeCompensated`, even when there was nothing to undo (saga-rules §4 rule 4).
 //! Each decision carries everything the shell writes and publishes.
+//!
+//! The exchange's write re-checks the deadline when the row is written, however long ago the
+//! decision was made, and a row another instance wrote meanwhile wins: [`record`] and
+//! [`compensated`] state what each write leaves, and `tests/guards.rs` runs the statements
+//! against PostgreSQL on every state to hold them to it.
 
 use common_events::Event;
 use rust_decimal::Decimal;
@@ -64,6 +69,29 @@ pub enum Decision {
 
 /// Why an exchange decided in time was not recorded: its deadline passed before the write.
 pub const EXPIRED_DURING_PROCESSING: &str = "expired during processing";
+
+/// The saga's exchange after the write of a decided exchange of `point` points, when the write
+/// finds `existing` and the deadline `expired` (or not) by the database's clock: recorded only
+/// where none exists and the deadline still holds. A decision the write refused is ignored as
+/// [`EXPIRED_DURING_PROCESSING`].
+pub fn record(existing: Option<Exchange>, point: Decimal, expired: bool) -> Option<Exchange> {
+    match existing {
+        None if !expired => Some(Exchange {
+            status: Status::Exchanged,
+            point,
+        }),
+        _ => existing,
+    }
+}
+
+/// The saga's exchange after its compensation's write, when the write finds `existing`: marked
+/// compensated, keeping the points it undid; with no points where nothing was exchanged.
+pub fn compensated(existing: Option<Exchange>) -> Exchange {
+    Exchange {
+        status: Status::Compensated,
+        point: existing.map_or(Decimal::ZERO, |e| e.point),
+    }
+}
 
 /// Points for an amount of currency. The rate is one; a real exchange would look it up.
 pub fn points_for(amount: Decimal) -> Decimal {
@@ -202,5 +230,35 @@ mod tests {
             decide(exchange(Status::Compensated), &rejected(), true),
             Decision::Ignore("already compensated")
         );
+    }
+
+    #[test]
+    fn an_exchange_is_recorded_only_where_none_exists_and_the_deadline_holds() {
+        let point = Decimal::from(500);
+        let recorded = Some(Exchange {
+            status: Status::Exchanged,
+            point,
+        });
+        assert_eq!(record(None, point, false), recorded);
+        assert_eq!(record(None, point, true), None);
+        for existing in [exchange(Status::Exchanged), exchange(Status::Compensated)] {
+            for expired in [false, true] {
+                assert_eq!(record(existing, Decimal::from(7), expired), existing);
+            }
+        }
+    }
+
+    #[test]
+    fn a_compensation_keeps_the_points_it_undid() {
+        assert_eq!(compensated(None).point, Decimal::ZERO);
+        for existing in [exchange(Status::Exchanged), exchange(Status::Compensated)] {
+            assert_eq!(
+                compensated(existing),
+                Exchange {
+                    status: Status::Compensated,
+                    point: Decimal::from(500)
+                }
+            );
+        }
     }
 }

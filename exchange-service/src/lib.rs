@@ -6,11 +6,12 @@ pub mod domain;
 pub mod fault;
 mod handlers;
 pub mod http;
+pub mod store;
 
 use std::sync::Arc;
 
 use common_events::EventType;
-use saga_runtime::{Service, ServiceContext, config::Vars, retention::Table};
+use saga_runtime::{Clock, Service, ServiceContext, config::Vars, retention::Table};
 use sqlx::{PgPool, migrate::Migrator};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -19,6 +20,7 @@ static MIGRATIONS: Migrator = sqlx::migrate!();
 pub struct ExchangeService {
     pool: PgPool,
     hooks: fault::FaultHooks,
+    clock: Clock,
 }
 
 impl Service for ExchangeService {
@@ -48,6 +50,7 @@ impl Service for ExchangeService {
         Ok(ExchangeService {
             pool: context.pool.clone(),
             hooks,
+            clock: context.clock.clone(),
         })
     }
 

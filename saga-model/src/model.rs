@@ -215,8 +215,8 @@ enum Decided {
     Deadline(deadline::Decision),
 }
 
-/// The decisions take the deadline's time only to schedule it; the model's time is
-/// [`Saga::expired`].
+/// Every saga's deadline. The model's clock is [`Saga::expired`]: it shows this time once the
+/// deadline has passed (see [`now`]).
 const DEADLINE: DateTime<Utc> = DateTime::UNIX_EPOCH;
 
 /// How many of each fault a run may have, anywhere and at any time.
@@ -309,12 +309,7 @@ impl Scenario {
                 return;
             }
             Decided::Exchange(exchange::Decision::Compensate { emit }) => {
-                // The upsert keeps the points of an exchange it undoes; a new row has none.
-                let point = saga.exchange.map_or(Decimal::ZERO, |e| e.point);
-                saga.exchange = Some(exchange::Exchange {
-                    status: exchange::Status::Compensated,
-                    point,
-                });
+                saga.exchange = Some(exchange::compensated(saga.exchange));
                 saga.at_mut(Service::Exchange).outbox.push(emit);
             }
             Decided::Point(point::Decision::Change {
@@ -341,7 +336,7 @@ impl Scenario {
                 return;
             }
             Decided::Deadline(decision) => {
-                saga.deadline = deadline_written(decision, saga.deadline)
+                saga.deadline = deadline::written(decision, saga.deadline)
             }
             Decided::Order(order::Decision::Ignore(_))
             | Decided::Exchange(exchange::Decision::Ignore(_))
@@ -359,14 +354,12 @@ fn insert_exchange(saga: &mut Saga) {
     let Some((offset, new, emit)) = saga.exchange_open.take() else {
         return;
     };
-    if insert_guard(saga) {
+    let recorded = exchange::record(saga.exchange, new.point, saga.expired);
+    if recorded != saga.exchange {
         if saga.expired {
             saga.late_forward_change.get_or_insert(Service::Exchange);
         }
-        saga.exchange = Some(exchange::Exchange {
-            status: exchange::Status::Exchanged,
-            point: new.point,
-        });
+        saga.exchange = recorded;
         saga.at_mut(Service::Exchange).outbox.push(emit);
     }
     let id = saga.topic[offset];
@@ -388,24 +381,13 @@ fn copy_of(saga: &Saga, service: Service, row: usize) -> EventId {
     }
 }
 
-/// The exchange's `INSERT … WHERE clock_timestamp() < deadline ON CONFLICT DO NOTHING`: the
-/// deadline is checked again when the row is written, however long ago the decision was made.
-fn insert_guard(saga: &Saga) -> bool {
-    !saga.expired && saga.exchange.is_none()
-}
-
-/// The deadline's row after its handler's conditional write: a schedule inserts only where no
-/// row exists, a cancel changes only a pending (or missing) deadline, never a fired one.
-fn deadline_written(
-    decision: deadline::Decision,
-    row: Option<deadline::Status>,
-) -> Option<deadline::Status> {
-    match (decision, row) {
-        (deadline::Decision::Schedule { .. }, None) => Some(deadline::Status::Pending),
-        (deadline::Decision::Cancel, None | Some(deadline::Status::Pending)) => {
-            Some(deadline::Status::Cancelled)
-        }
-        _ => row,
+/// The time the model's clock shows: the saga's deadline once it has passed, just before it
+/// until then.
+fn now(saga: &Saga) -> DateTime<Utc> {
+    if saga.expired {
+        DEADLINE
+    } else {
+        DEADLINE - chrono::Duration::milliseconds(1)
     }
 }
 
@@ -485,7 +467,8 @@ impl Model for Scenario {
             }
             if !saga.expired {
                 actions.push(Action::DeadlinePasses(s));
-            } else if saga.deadline == Some(deadline::Status::Pending) {
+            }
+            if deadline::fire(saga.deadline, DEADLINE, now(saga)) != saga.deadline {
                 actions.push(Action::TimerFires(s));
             }
         }
@@ -527,7 +510,7 @@ impl Model for Scenario {
             Action::DeadlinePasses(s) => next.sagas[s].expired = true,
             Action::TimerFires(s) => {
                 let saga = &mut next.sagas[s];
-                saga.deadline = Some(deadline::Status::Fired);
+                saga.deadline = deadline::fire(saga.deadline, DEADLINE, now(saga));
                 saga.at_mut(Service::Deadline)
                     .outbox
                     .push(Event::DeadlineReached);
@@ -567,7 +550,7 @@ fn describe_step(scenario: &Scenario, state: &State, action: &Action) -> String 
                 Decided::Exchange(decision) => format!("{decision:?}"),
                 Decided::Point(decision) => format!("{decision:?}"),
                 Decided::Deadline(decision) => {
-                    let written = deadline_written(decision, saga.deadline);
+                    let written = deadline::written(decision, saga.deadline);
                     // The placeholder time in `Schedule` would only confuse.
                     let decision = match decision {
                         deadline::Decision::Schedule { .. } => "Schedule".to_string(),
@@ -584,7 +567,9 @@ fn describe_step(scenario: &Scenario, state: &State, action: &Action) -> String 
         }
         Action::InsertExchange(s) => {
             let saga = &state.sagas[s];
-            let outcome = if insert_guard(saga) {
+            let new = saga.exchange_open.as_ref().map(|(_, new, _)| new.point);
+            let recorded = new.map(|point| exchange::record(saga.exchange, point, saga.expired));
+            let outcome = if recorded.is_some_and(|recorded| recorded != saga.exchange) {
                 "EXCHANGED, emits ExchangeSucceed".to_string()
             } else {
                 format!("no row: {}", exchange::EXPIRED_DURING_PROCESSING)

@@ -6,7 +6,7 @@ use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 use anyhow::{Context, bail};
 
-use crate::retry::Backoff;
+use crate::{clock::Clock, retry::Backoff};
 
 /// Settings every service shares.
 #[derive(Debug, Clone)]
@@ -24,6 +24,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Test-only crash point: abort right after committing the handling of this event type.
     pub crash_after_commit: Option<String>,
+    /// The time the service decides by: the system's, or a test's manual clock.
+    pub clock: Clock,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +159,7 @@ impl Config {
             log_format: LogFormat::from_vars(vars)?,
             shutdown_timeout: shutdown_timeout(vars)?,
             crash_after_commit: vars.get("FAULT_CRASH_AFTER_COMMIT"),
+            clock: Clock::system(),
         })
     }
 }

@@ -9,6 +9,7 @@
 //!   parts of a service that are not its domain, and [`service`], which starts them all and
 //!   stops them gracefully.
 
+pub mod clock;
 pub mod config;
 pub mod consumer;
 pub mod db;
@@ -24,5 +25,6 @@ pub mod retry;
 pub mod service;
 pub mod telemetry;
 
+pub use clock::Clock;
 pub use consumer::{EventHandler, Outcome};
 pub use service::{App, Service, ServiceContext, serve};

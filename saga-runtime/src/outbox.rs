@@ -20,7 +20,7 @@ use rdkafka::{
     producer::FutureRecord,
     util::Timeout,
 };
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +51,21 @@ pub const RELAY_BEGIN: &str = "BEGIN; SELECT pg_advisory_xact_lock(504463781752)
 pub struct Wake(Arc<Notify>);
 
 impl Wake {
+    /// Writes `events` to the outbox in `tx`, commits it, and wakes the relay: the one way an
+    /// event leaves a service.
+    pub async fn commit(
+        &self,
+        mut tx: Transaction<'_, Postgres>,
+        events: &[Envelope],
+    ) -> anyhow::Result<()> {
+        append(&mut tx, events).await?;
+        tx.commit().await.context("cannot commit")?;
+        if !events.is_empty() {
+            self.committed();
+        }
+        Ok(())
+    }
+
     /// Call after committing a transaction that wrote to the outbox. Wakes that come while
     /// the relay is busy make one more batch, not one each.
     pub fn committed(&self) {

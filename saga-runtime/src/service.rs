@@ -19,7 +19,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
-    EventHandler,
+    Clock, EventHandler,
     config::{Config, Vars},
     consumer, db,
     http::{Probes, layers, operational_routes, probe_routes},
@@ -37,6 +37,8 @@ pub struct ServiceContext {
     pub metrics: Metrics,
     /// To wake the outbox relay after committing what the service wrote outside the consumer.
     pub outbox: outbox::Wake,
+    /// The time the service decides by.
+    pub clock: Clock,
 }
 
 /// A saga participant: its name, port, database and migrations, its own settings, and how it
@@ -155,6 +157,7 @@ impl<S: Service> App<S> {
             pool: pool.clone(),
             metrics: metrics.clone(),
             outbox: outbox.clone(),
+            clock: config.clock.clone(),
         };
         let service = Arc::new(S::build(&context, settings)?);
         let listener = TcpListener::bind(config.http.addr)
