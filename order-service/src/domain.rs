@@ -1,13 +1,18 @@
 //! The order's state machine, without I/O: given the order and an event, the order as it must be
 //! stored next and the event to emit, or why the event changes nothing.
 //!
-//! An order starts `PENDING` and ends in exactly one terminal state (saga-rules §4 rule 3):
+//! An order is placed `PENDING`, with the deadline its saga must end by, and its
+//! `OrderCreated` starts the saga ([`place`]). It ends in exactly one terminal state (saga-rules §4 rule 3):
 //! approved on `PointUsed` before the deadline, rejected on `PointUseFailed` or
 //! `DeadlineReached`. A rejected order's compensation is pending until `PointRefunded` ends the
 //! chain. A `PointUsed` that comes after the deadline is ignored: the `DeadlineReached` that
 //! follows rejects the order and the compensation chain gives the points back.
 
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
 use common_events::Event;
+use rust_decimal::Decimal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
@@ -83,6 +88,41 @@ impl Order {
     }
 }
 
+/// An order as a holder places it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub holder_id: String,
+    pub currency_id: Option<String>,
+    pub amount: Decimal,
+}
+
+/// A placed order: its first state, its saga's deadline and the event that starts the saga.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub order: Order,
+    pub deadline: DateTime<Utc>,
+    pub created: Event,
+}
+
+/// Places `new` at `now`, for a saga that may take `timeout`. The deadline is kept to the
+/// millisecond, as it travels in the saga's events: the order keeps the deadline every service
+/// decides by, and the deadline never fires before the order's own.
+pub fn place(new: &NewOrder, now: DateTime<Utc>, timeout: Duration) -> Placed {
+    let timeout = chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+    let deadline = now
+        .checked_add_signed(timeout)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    Placed {
+        order: Order::created(),
+        deadline: deadline.trunc_subsecs(3),
+        created: Event::OrderCreated {
+            holder_id: new.holder_id.clone(),
+            currency_id: new.currency_id.clone(),
+            amount: new.amount,
+        },
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Store `order` as the order's new state and publish `emit`, if any.
@@ -141,7 +181,6 @@ pub fn decide(order: Option<&Order>, event: &Event, expired: bool) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rust_decimal::Decimal;
 
     fn order(status: Status) -> Order {
         let compensation = matches!(
@@ -291,5 +330,30 @@ mod tests {
                 Some(compensation)
             );
         }
+    }
+
+    #[test]
+    fn a_placed_order_is_pending_with_its_deadline_to_the_millisecond_and_starts_its_saga() {
+        let new = NewOrder {
+            holder_id: "jjy".into(),
+            currency_id: Some("1".into()),
+            amount: Decimal::from(500),
+        };
+        let now = DateTime::from_timestamp_micros(1_800_000_000_123_456).unwrap();
+        let placed = place(&new, now, Duration::from_secs(5));
+        assert_eq!(placed.order, Order::created());
+        assert_eq!(placed.order.status, Status::Pending);
+        assert_eq!(
+            placed.deadline,
+            DateTime::from_timestamp_millis(1_800_000_005_123).unwrap()
+        );
+        assert_eq!(
+            placed.created,
+            Event::OrderCreated {
+                holder_id: "jjy".into(),
+                currency_id: Some("1".into()),
+                amount: Decimal::from(500),
+            }
+        );
     }
 }

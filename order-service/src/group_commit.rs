@@ -16,20 +16,22 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
-use common_events::{Envelope, Event};
+use common_events::Envelope;
 use rust_decimal::Decimal;
 use saga_runtime::{db::Held, http::ApiError, outbox};
 use sqlx::{Connection, PgPool, Postgres, Transaction};
 use tokio::sync::oneshot::{self, error::TryRecvError};
 
-use crate::http::{OrderView, columns};
+use crate::{
+    domain::{NewOrder, Placed as PlacedOrder},
+    view::{OrderView, columns},
+};
 
 /// An order to write.
 pub struct Order {
-    pub holder_id: String,
-    pub currency_id: Option<String>,
-    pub amount: Decimal,
-    pub deadline: DateTime<Utc>,
+    pub new: NewOrder,
+    /// What placing it made: its first state, deadline and `OrderCreated`.
+    pub placed: PlacedOrder,
     /// The client's `Idempotency-Key`: an order already written with it is answered instead.
     pub idempotency_key: Option<String>,
 }
@@ -37,9 +39,9 @@ pub struct Order {
 impl Order {
     /// Whether `written` is this order, as a retry with the same key must be.
     fn same_as(&self, written: &OrderView) -> bool {
-        written.holder_id == self.holder_id
-            && written.currency_id == self.currency_id
-            && written.amount == self.amount
+        written.holder_id == self.new.holder_id
+            && written.currency_id == self.new.currency_id
+            && written.amount == self.new.amount
     }
 }
 
@@ -58,16 +60,16 @@ pub struct GroupCommit {
     /// Whoever holds it writes, on the connection the writers keep.
     writing: tokio::sync::Mutex<Held>,
     pool: PgPool,
-    wake: outbox::Wake,
+    outbox: outbox::Wake,
 }
 
 impl GroupCommit {
-    pub fn new(pool: PgPool, wake: outbox::Wake) -> Self {
+    pub fn new(pool: PgPool, outbox: outbox::Wake) -> Self {
         GroupCommit {
             queue: Mutex::default(),
             writing: tokio::sync::Mutex::new(Held::new(pool.clone())),
             pool,
-            wake,
+            outbox,
         }
     }
 
@@ -90,9 +92,8 @@ impl GroupCommit {
             Err(TryRecvError::Empty) => {
                 let (orders, replies): (Vec<_>, Vec<_>) =
                     std::mem::take(&mut *self.queue()).into_iter().unzip();
-                match write(&mut writing, orders).await {
+                match write(&mut writing, &self.outbox, orders).await {
                     Ok(written) => {
-                        self.wake.committed();
                         for (reply, placed) in replies.into_iter().zip(written) {
                             let _ = reply.send(placed);
                         }
@@ -119,7 +120,11 @@ impl GroupCommit {
 
 /// Writes `orders` and their `OrderCreated` events in one transaction; each order's answer, in
 /// the same order.
-async fn write(conn: &mut Held, orders: Vec<Order>) -> anyhow::Result<Vec<Reply>> {
+async fn write(
+    conn: &mut Held,
+    outbox: &outbox::Wake,
+    orders: Vec<Order>,
+) -> anyhow::Result<Vec<Reply>> {
     let mut first_try = true;
     loop {
         let mut kept = conn.take().await?;
@@ -133,7 +138,7 @@ async fn write(conn: &mut Held, orders: Vec<Order>) -> anyhow::Result<Vec<Reply>
             }
             Err(error) => return Err(error.into()),
         };
-        let written = insert(tx, orders).await?;
+        let written = insert(tx, outbox, orders).await?;
         conn.keep(kept);
         return Ok(written);
     }
@@ -152,12 +157,20 @@ struct Written {
 /// this batch) is not inserted: it is answered with that order.
 async fn insert(
     mut tx: Transaction<'_, Postgres>,
+    outbox: &outbox::Wake,
     orders: Vec<Order>,
 ) -> anyhow::Result<Vec<Reply>> {
-    let holders: Vec<&str> = orders.iter().map(|o| o.holder_id.as_str()).collect();
-    let currencies: Vec<Option<&str>> = orders.iter().map(|o| o.currency_id.as_deref()).collect();
-    let amounts: Vec<Decimal> = orders.iter().map(|o| o.amount).collect();
-    let deadlines: Vec<DateTime<Utc>> = orders.iter().map(|o| o.deadline).collect();
+    let holders: Vec<&str> = orders.iter().map(|o| o.new.holder_id.as_str()).collect();
+    let currencies: Vec<Option<&str>> = orders
+        .iter()
+        .map(|o| o.new.currency_id.as_deref())
+        .collect();
+    let amounts: Vec<Decimal> = orders.iter().map(|o| o.new.amount).collect();
+    let statuses: Vec<&str> = orders
+        .iter()
+        .map(|o| o.placed.order.status.as_str())
+        .collect();
+    let deadlines: Vec<DateTime<Utc>> = orders.iter().map(|o| o.placed.deadline).collect();
     let keys: Vec<Option<&str>> = orders
         .iter()
         .map(|o| o.idempotency_key.as_deref())
@@ -165,8 +178,9 @@ async fn insert(
     // RETURNING gives the inserted rows in the order they were inserted: the arrays' order,
     // less the orders whose key was taken.
     let written: Vec<Written> = sqlx::query_as(concat!(
-        "INSERT INTO orders (holder_id, currency_id, amount, deadline, idempotency_key)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::timestamptz[], $5::text[])
+        "INSERT INTO orders (holder_id, currency_id, amount, status, deadline, idempotency_key)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[],
+                              $5::timestamptz[], $6::text[])
          ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING ",
         columns!(),
@@ -175,6 +189,7 @@ async fn insert(
     .bind(&holders)
     .bind(&currencies)
     .bind(&amounts)
+    .bind(&statuses)
     .bind(&deadlines)
     .bind(&keys)
     .fetch_all(&mut *tx)
@@ -194,16 +209,11 @@ async fn insert(
         .filter_map(|(view, order)| {
             Some(Envelope::new(
                 view.as_ref()?.id,
-                order.deadline,
-                Event::OrderCreated {
-                    holder_id: order.holder_id.clone(),
-                    currency_id: order.currency_id.clone(),
-                    amount: order.amount,
-                },
+                order.placed.deadline,
+                order.placed.created.clone(),
             ))
         })
         .collect();
-    outbox::append(&mut tx, &created).await?;
     let taken: Vec<&str> = placed
         .iter()
         .zip(&keys)
@@ -222,7 +232,7 @@ async fn insert(
         .fetch_all(&mut *tx)
         .await?
     };
-    tx.commit().await?;
+    outbox.commit(tx, &created).await?;
     for event in &created {
         tracing::info!(order.id = event.order_id, event.id = %event.event_id, "order created");
     }

@@ -56,7 +56,7 @@ impl EventHandler for OrderService {
             };
             current.insert(row.id, (order, row.created_at));
         }
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut outcomes = Vec::with_capacity(events.len());
         let mut changes = Changes::default();
         let mut finished = Vec::new();

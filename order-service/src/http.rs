@@ -9,73 +9,22 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use chrono::{DateTime, SubsecRound, Utc};
-use rust_decimal::Decimal;
 use saga_runtime::{
     http::{
         ApiError, ErrorBody, IDEMPOTENCY_KEY, JsonBody, Page, PathParam, QueryParams, found,
         path_id,
     },
     input::{Amount, Id},
-    openapi::{DecimalText, string_enum},
 };
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use utoipa::{
-    IntoParams, ToSchema,
-    openapi::{Object, schema::SchemaType, schema::Type},
-};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    OrderService,
-    domain::{Compensation, Status},
+    OrderService, domain,
     group_commit::{self, Placed},
+    view::{OrderView, columns},
 };
-
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(as = Order)]
-pub struct OrderView {
-    pub id: i64,
-    pub(crate) holder_id: String,
-    pub(crate) currency_id: Option<String>,
-    #[schema(value_type = DecimalText)]
-    pub(crate) amount: Decimal,
-    #[schema(schema_with = status_schema)]
-    status: String,
-    /// Why the order was rejected.
-    reason: Option<String>,
-    /// When the saga must have ended; fixed when the order is created.
-    deadline: DateTime<Utc>,
-    /// A rejected order's compensation: `PENDING` until its points are back, then `DONE`.
-    #[schema(schema_with = compensation_schema)]
-    compensation: Option<String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-fn status_schema() -> Object {
-    string_enum(Status::ALL.map(Status::as_str))
-}
-
-fn compensation_schema() -> Object {
-    let mut schema = string_enum(Compensation::ALL.map(Compensation::as_str));
-    schema.schema_type = SchemaType::from_iter([Type::String, Type::Null]);
-    schema
-        .enum_values
-        .get_or_insert_with(Vec::new)
-        .push(Value::Null);
-    schema
-}
-
-/// The columns of [`OrderView`], as a literal so queries stay static strings.
-macro_rules! columns {
-    () => {
-        "id, holder_id, currency_id, amount, status, reason, deadline, compensation, created_at, updated_at"
-    };
-}
-pub(crate) use columns;
 
 /// The routes with their OpenAPI operations, built together so neither can change alone.
 pub fn router() -> OpenApiRouter<Arc<OrderService>> {
@@ -130,13 +79,14 @@ async fn create(
     headers: HeaderMap,
     JsonBody(order): JsonBody<NewOrder>,
 ) -> Result<Response, ApiError> {
-    let order = group_commit::Order {
+    let new = domain::NewOrder {
         holder_id: order.holder_id.into_string(),
         currency_id: order.currency_id.map(Id::into_string),
         amount: order.amount.value(),
-        // To the millisecond, as it travels in the saga's events: the order keeps the deadline
-        // every service decides by, and the deadline never fires before the order's deadline.
-        deadline: (Utc::now() + service.deadline).trunc_subsecs(3),
+    };
+    let order = group_commit::Order {
+        placed: domain::place(&new, service.clock.now(), service.deadline),
+        new,
         idempotency_key: idempotency_key(&headers)?,
     };
     Ok(match service.placing.place(order).await? {

@@ -5,13 +5,16 @@ pub mod domain;
 mod group_commit;
 mod handlers;
 pub mod http;
+mod view;
 
 use std::{sync::Arc, time::Duration};
 
 use common_events::EventType;
 use group_commit::GroupCommit;
 use prometheus::{HistogramVec, IntCounterVec};
-use saga_runtime::{Service, ServiceContext, config::Vars, metrics::Metrics, retention::Table};
+use saga_runtime::{
+    Clock, Service, ServiceContext, config::Vars, metrics::Metrics, retention::Table,
+};
 use sqlx::{PgPool, migrate::Migrator};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -24,6 +27,7 @@ pub struct OrderService {
     metrics: SagaMetrics,
     /// How long a saga may take, from the order's creation (`DEADLINE_MS`, default 5 s).
     deadline: Duration,
+    clock: Clock,
 }
 
 /// The order service's own settings.
@@ -67,6 +71,7 @@ impl Service for OrderService {
             placing: GroupCommit::new(context.pool.clone(), context.outbox.clone()),
             metrics: SagaMetrics::new(&context.metrics)?,
             deadline: settings.deadline,
+            clock: context.clock.clone(),
         })
     }
 

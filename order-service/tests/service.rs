@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use common_events::{Event, EventType};
-use e2e_tests::in_process::{TestApp, event};
+use e2e_tests::in_process::{PATIENCE, TestApp, event};
 use order_service::{OrderService, Settings};
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -69,15 +69,36 @@ async fn an_order_is_created_with_its_deadline_and_announced() -> anyhow::Result
 async fn orders_placed_at_once_are_written_together_and_each_answer_is_its_own()
 -> anyhow::Result<()> {
     let app = app().await?;
-    // Sent at once, most of them queue behind the first write and are written together.
-    let answers = futures::future::try_join_all((1..=40).map(|n| {
+    // The test holds the orders table, so the first write waits and the orders that come
+    // meanwhile queue behind it, to be written by the next writer in one transaction.
+    let mut holder = app.db.begin().await?;
+    sqlx::query("LOCK TABLE orders IN EXCLUSIVE MODE")
+        .execute(&mut *holder)
+        .await?;
+    let placing = futures::future::try_join_all((1..=40).map(|n| {
         let body = json!({ "holderId": format!("holder-{n}"), "amount": n.to_string() });
         let app = &app;
         async move { app.post("/orders", &body).await }
-    }))
-    .await?;
+    }));
+    let release = async {
+        e2e_tests::wait_until(PATIENCE, || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO orders%'",
+            )
+            .fetch_one(&app.db)
+            .await
+            .ok()?;
+            (waiting > 0).then_some(())
+        })
+        .await?;
+        holder.rollback().await?;
+        anyhow::Ok(())
+    };
+    let (answers, released) = tokio::join!(placing, release);
+    released?;
     let mut ids = std::collections::HashSet::new();
-    for (n, (status, order)) in (1..=40).zip(answers) {
+    for (n, (status, order)) in (1..=40).zip(answers?) {
         assert_eq!(status, 201, "{order}");
         assert_eq!(order["holderId"], format!("holder-{n}"));
         assert_eq!(order["amount"], n.to_string());
@@ -93,6 +114,14 @@ async fn orders_placed_at_once_are_written_together_and_each_answer_is_its_own()
             }
         );
     }
+    // A transaction's rows share its start time: fewer times than orders, fewer transactions.
+    let transactions: i64 = sqlx::query_scalar("SELECT count(DISTINCT created_at) FROM orders")
+        .fetch_one(&app.db)
+        .await?;
+    assert!(
+        transactions < 40,
+        "40 orders placed at once took {transactions} transactions"
+    );
     Ok(())
 }
 

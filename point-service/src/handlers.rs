@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use chrono::Utc;
 use common_events::{Envelope, EventType};
 use rust_decimal::Decimal;
 use saga_runtime::{EventHandler, Outcome};
@@ -41,7 +40,7 @@ impl EventHandler for PointService {
         .await?
         .into_iter()
         .collect();
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut outcomes = Vec::with_capacity(events.len());
         let mut written = Entries::default();
         let mut changed = BTreeSet::new();

@@ -9,7 +9,7 @@ pub mod http;
 use std::sync::Arc;
 
 use common_events::EventType;
-use saga_runtime::{Service, ServiceContext, config::Vars, retention::Table};
+use saga_runtime::{Clock, Service, ServiceContext, config::Vars, retention::Table};
 use sqlx::{PgPool, migrate::Migrator};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -17,6 +17,7 @@ static MIGRATIONS: Migrator = sqlx::migrate!();
 
 pub struct PointService {
     pool: PgPool,
+    clock: Clock,
 }
 
 impl Service for PointService {
@@ -48,6 +49,7 @@ impl Service for PointService {
     fn build(context: &ServiceContext, _settings: ()) -> anyhow::Result<Self> {
         Ok(PointService {
             pool: context.pool.clone(),
+            clock: context.clock.clone(),
         })
     }
 
