@@ -82,6 +82,11 @@ pub fn written(decision: Decision, row: Option<Status>) -> Option<Status> {
     }
 }
 
+/// Whether a deadline is history, which the retention may prune once old: it can no longer fire.
+pub fn finished(status: Status) -> bool {
+    status != Status::Pending
+}
+
 /// Why a decision whose write found the deadline changed since it was read is ignored.
 pub fn refused(decision: Decision) -> &'static str {
     match decision {

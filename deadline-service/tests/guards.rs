@@ -10,6 +10,7 @@ use deadline_service::{
     store::{self, Deadlines},
 };
 use e2e_tests::in_process::TestDatabase;
+use saga_runtime::Service;
 use sqlx::{Connection, PgConnection};
 
 /// Every state a deadline's row can be in: none, or one of each status.
@@ -94,6 +95,28 @@ async fn the_timer_fires_a_deadline_only_where_the_domain_says() -> anyhow::Resu
             );
             tx.rollback().await?;
         }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_retention_prunes_only_the_deadlines_the_domain_calls_finished() -> anyhow::Result<()> {
+    let database = TestDatabase::create::<DeadlineService>().await?;
+    let mut conn = database.pool.acquire().await?;
+    let [deadlines] = DeadlineService::RETAINED else {
+        anyhow::bail!("the deadline service retains one table");
+    };
+    for status in Status::ALL {
+        let mut tx = conn.begin().await?;
+        seed(&mut tx, Some(status)).await?;
+        let finished: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM deadlines WHERE order_id = 1",
+            deadlines.finished
+        )))
+        .fetch_one(&mut *tx)
+        .await?;
+        assert_eq!(finished, domain::finished(status), "{status:?}");
+        tx.rollback().await?;
     }
     Ok(())
 }

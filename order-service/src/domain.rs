@@ -86,6 +86,12 @@ impl Order {
             compensation: None,
         }
     }
+
+    /// Whether the order is history, which the retention may prune once old: its saga has
+    /// ended, and its compensation too if it was rejected.
+    pub fn finished(&self) -> bool {
+        self.status != Status::Pending && self.compensation != Some(Compensation::Pending)
+    }
 }
 
 /// An order as a holder places it.
