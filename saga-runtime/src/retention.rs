@@ -7,8 +7,8 @@
 //! first batch that holds a row younger than the retention, so it reads only what it deletes
 //! and the rows it must keep (an unpublished event, an unfinished saga). After each batch it
 //! waits nine times as long as the batch took, so pruning uses at most a tenth of one
-//! connection's time: about 8,000 rows a second on a 2-core machine, four times what the order
-//! service writes at 400 sagas/s, while the sagas flowing beside it keep their latency.
+//! connection's time: enough to keep up with what a busy service writes (the README's
+//! performance section has the figures), while the sagas flowing beside it keep their latency.
 //!
 //! What must be kept (saga-rules §9): the inbox for at least as long as Kafka may redeliver an
 //! event (checked at start-up by [`check`]), so that a redelivered event still finds its row
