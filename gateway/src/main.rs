@@ -215,7 +215,7 @@ async fn sagas(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Respo
         Err(e) => return e.into_response(),
     };
     match format(&headers) {
-        Format::Html => Html(render::index(&orders)).into_response(),
+        Format::Html => page(render::index(&orders)),
         _ => Json(orders).into_response(),
     }
 }
@@ -257,7 +257,7 @@ async fn show_saga(
     };
     match saga::assemble(&gateway, numeric).await {
         Ok(Some(view)) => match format(&headers) {
-            Format::Html => Html(render::html(&view)).into_response(),
+            Format::Html => page(render::html(&view)),
             Format::Text => render::text(&view).into_response(),
             Format::Json => Json(view).into_response(),
         },
@@ -342,6 +342,21 @@ impl IntoResponse for UpstreamError {
             UpstreamError::Failed { .. } => (StatusCode::BAD_GATEWAY, ErrorCode::UpstreamFailed),
         };
         error(status, code, self.to_string())
+    }
+}
+
+/// A rendered page, or an opaque 500 with the cause logged.
+fn page(rendered: askama::Result<String>) -> Response {
+    match rendered {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error.message = %e, "cannot render a page");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "cannot render the page".into(),
+            )
+        }
     }
 }
 

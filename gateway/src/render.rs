@@ -1,12 +1,18 @@
 //! The saga view for people: an HTML timeline (one lane per service, events where and when
 //! they happened, arrows to the services that consumed them, the deadline as a red line) and
-//! the same as plain text for a terminal. No scripts: the page is drawn here, as inline SVG.
+//! the same as plain text for a terminal. No scripts: the page is drawn as inline SVG.
+//!
+//! The pages are askama templates (`templates/`), compiled with the gateway and escaping every
+//! value they show: the texts come from the services (a holder's id, a reason to ignore an
+//! event) and must never become markup. This module computes what the templates place: where
+//! each lane, tick, event and consumer goes.
 //!
 //! Time runs on a logarithmic axis from the order's creation, so a saga that finishes in
 //! 100 ms and a deadline 5 s later are both readable on one page.
 
 use std::fmt::Write as _;
 
+use askama::Template;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -64,13 +70,6 @@ fn near_right(x: f64) -> bool {
 fn lane_y(service: &str) -> f64 {
     let index = SERVICES.iter().position(|s| *s == service).unwrap_or(0);
     TOP + index as f64 * LANE
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn ms_label(ms: f64) -> String {
@@ -163,169 +162,210 @@ fn state_text(record: &Option<Value>, fallback: &str) -> String {
 }
 
 /// The saga as a page: summary, timeline, and a table of every event.
-pub fn html(view: &SagaView) -> String {
-    let axis = Axis::for_view(view);
-    let height = TOP + LANE * SERVICES.len() as f64;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" role="img" aria-label="saga timeline">
-<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#8a94a6"/></marker></defs>"##
-    );
-    for service in SERVICES {
-        let y = lane_y(service);
-        let _ = write!(
-            svg,
-            r##"<line x1="{LEFT}" y1="{y}" x2="{}" y2="{y}" stroke="#d5dae3"/><text x="10" y="{}" class="lane">{service}</text>"##,
-            WIDTH - RIGHT,
-            y + 4.0
-        );
-    }
-    for tick in [1.0, 10.0, 100.0, 1000.0, 10_000.0, 60_000.0] {
-        if tick > axis.max_ms {
-            break;
+#[derive(Template)]
+#[template(path = "saga.html")]
+struct SagaPage<'a> {
+    order_id: i64,
+    status: &'a str,
+    /// The badge's class: its colour.
+    badge: &'static str,
+    holder: &'a str,
+    amount: &'a str,
+    created: &'a str,
+    deadline: String,
+    deadline_state: String,
+    compensation: &'a str,
+    exchange: String,
+    points: String,
+    unavailable: &'a [String],
+    timeline: Timeline<'a>,
+    rows: Vec<Row<'a>>,
+}
+
+/// The SVG drawing's geometry, in pixels.
+struct Timeline<'a> {
+    width: f64,
+    height: f64,
+    /// Where the lanes begin and end, and the first lane's row.
+    left: f64,
+    right: f64,
+    top: f64,
+    lanes: Vec<Lane>,
+    ticks: Vec<Tick>,
+    /// The deadline's column.
+    deadline: Option<f64>,
+    events: Vec<Mark<'a>>,
+}
+
+struct Lane {
+    service: &'static str,
+    y: f64,
+}
+
+struct Tick {
+    x: f64,
+    label: String,
+}
+
+/// An event: a circle in its emitter's lane, with arrows to its consumers.
+struct Mark<'a> {
+    x: f64,
+    y: f64,
+    fill: &'static str,
+    event_type: &'a str,
+    at: String,
+    /// Labels alternate above and below the lane, so neighbours do not overlap.
+    label_y: f64,
+    anchor: &'static str,
+    consumers: Vec<ConsumerMark<'a>>,
+}
+
+/// A consumer: a square in its lane, hollow red when it ignored the event.
+struct ConsumerMark<'a> {
+    x: f64,
+    y: f64,
+    fill: &'static str,
+    stroke: &'static str,
+    service: &'a str,
+    /// The outcome and its detail, for the tooltip.
+    outcome: String,
+    ignored: Option<IgnoredLabel<'a>>,
+}
+
+struct IgnoredLabel<'a> {
+    x: f64,
+    anchor: &'static str,
+    text: &'a str,
+}
+
+/// A row of the table of events.
+struct Row<'a> {
+    late: bool,
+    at: String,
+    event_type: &'a str,
+    from: &'a str,
+    fields: String,
+    consumers: String,
+}
+
+impl<'a> Timeline<'a> {
+    fn of(view: &'a SagaView) -> Timeline<'a> {
+        let axis = Axis::for_view(view);
+        Timeline {
+            width: WIDTH,
+            height: TOP + LANE * SERVICES.len() as f64,
+            left: LEFT,
+            right: WIDTH - RIGHT,
+            top: TOP,
+            lanes: SERVICES
+                .map(|service| Lane {
+                    service,
+                    y: lane_y(service),
+                })
+                .into(),
+            ticks: [1.0, 10.0, 100.0, 1000.0, 10_000.0, 60_000.0]
+                .into_iter()
+                .take_while(|tick| *tick <= axis.max_ms)
+                .map(|tick| Tick {
+                    x: axis.x(tick),
+                    label: ms_label(tick),
+                })
+                .collect(),
+            deadline: view.deadline.map(|deadline| axis.x(offset(view, deadline))),
+            events: view
+                .events
+                .iter()
+                .enumerate()
+                .map(|(i, event)| Mark::of(view, &axis, event, i % 2 == 0))
+                .collect(),
         }
-        let x = axis.x(tick);
-        let _ = write!(
-            svg,
-            r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#eef0f4"/><text x="{x}" y="{}" class="tick">{}</text>"##,
-            TOP - 40.0,
-            height - 30.0,
-            height - 12.0,
-            ms_label(tick)
-        );
     }
-    if let Some(deadline) = view.deadline {
-        let x = axis.x(offset(view, deadline));
-        let _ = write!(
-            svg,
-            r##"<line id="deadline" x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#d93025" stroke-width="2" stroke-dasharray="6 4"/><text x="{}" y="{}" class="deadline" text-anchor="end">deadline · {}</text>"##,
-            TOP - 45.0,
-            height - 30.0,
-            x - 4.0,
-            TOP - 48.0,
-            escape(&deadline_text(view))
-        );
-    }
-    for (i, event) in view.events.iter().enumerate() {
+}
+
+impl<'a> Mark<'a> {
+    fn of(view: &SagaView, axis: &Axis, event: &'a EventView, above: bool) -> Mark<'a> {
         let x = axis.x(offset(view, event.at));
         let y = event.emitted_by.as_deref().map_or(TOP - 25.0, lane_y);
-        for consumer in &event.consumed_by {
-            let cx = axis.x(offset(view, consumer.at));
-            let cy = lane_y(&consumer.service);
-            let ignored = consumer.outcome == "IGNORED";
-            let color = if ignored { "#d93025" } else { "#1a73e8" };
-            let _ = write!(
-                svg,
-                r##"<line x1="{x}" y1="{y}" x2="{cx}" y2="{cy}" stroke="#8a94a6" stroke-width="1" marker-end="url(#arrow)"/><rect x="{}" y="{}" width="9" height="9" fill="{}" stroke="{color}" stroke-width="2"><title>{} {}</title></rect>"##,
-                cx - 4.5,
-                cy - 4.5,
-                if ignored { "white" } else { color },
-                escape(&consumer.service),
-                escape(&format!(
-                    "{} {}",
-                    consumer.outcome,
-                    consumer.detail.as_deref().unwrap_or("")
-                )),
-            );
-            if ignored {
-                let _ = write!(
-                    svg,
-                    r##"<text x="{}" y="{}" class="ignored" text-anchor="{}">ignored: {}</text>"##,
-                    if near_right(cx) { cx - 8.0 } else { cx + 8.0 },
-                    cy - 8.0,
-                    if near_right(cx) { "end" } else { "start" },
-                    escape(consumer.detail.as_deref().unwrap_or(""))
-                );
-            }
-        }
-        let above = i % 2 == 0;
-        let _ = write!(
-            svg,
-            r##"<circle class="event" cx="{x}" cy="{y}" r="6" fill="{}"><title>{} at +{}</title></circle><text x="{x}" y="{}" class="label" text-anchor="{}">{}</text>"##,
-            if event.after_deadline {
+        let consumers = event
+            .consumed_by
+            .iter()
+            .map(|consumer| {
+                let x = axis.x(offset(view, consumer.at));
+                let ignored = consumer.outcome == "IGNORED";
+                let colour = if ignored { "#d93025" } else { "#1a73e8" };
+                ConsumerMark {
+                    x,
+                    y: lane_y(&consumer.service),
+                    fill: if ignored { "white" } else { colour },
+                    stroke: colour,
+                    service: &consumer.service,
+                    outcome: format!(
+                        "{} {}",
+                        consumer.outcome,
+                        consumer.detail.as_deref().unwrap_or("")
+                    ),
+                    ignored: ignored.then(|| IgnoredLabel {
+                        x: if near_right(x) { x - 8.0 } else { x + 8.0 },
+                        anchor: if near_right(x) { "end" } else { "start" },
+                        text: consumer.detail.as_deref().unwrap_or(""),
+                    }),
+                }
+            })
+            .collect();
+        Mark {
+            x,
+            y,
+            fill: if event.after_deadline {
                 "#d93025"
             } else {
                 "#188038"
             },
-            escape(&event.event_type),
-            ms_label(offset(view, event.at)),
-            if above { y - 12.0 } else { y + 22.0 },
-            if near_right(x) { "end" } else { "middle" },
-            escape(&event.event_type),
-        );
+            event_type: &event.event_type,
+            at: ms_label(offset(view, event.at)),
+            label_y: if above { y - 12.0 } else { y + 22.0 },
+            anchor: if near_right(x) { "end" } else { "middle" },
+            consumers,
+        }
     }
-    svg.push_str("</svg>");
+}
 
-    let mut rows = String::new();
-    for event in &view.events {
-        let _ = write!(
-            rows,
-            "<tr class=\"event-row{}\"><td>+{}</td><td><b>{}</b></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            if event.after_deadline { " late" } else { "" },
-            ms_label(offset(view, event.at)),
-            escape(&event.event_type),
-            escape(event.emitted_by.as_deref().unwrap_or("?")),
-            escape(&fields_text(&event.fields)),
-            escape(&consumers_text(event, None)),
-        );
-    }
-    let unavailable = if view.unavailable.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<p class=\"warn\">Not answering, so missing from this view: {}</p>",
-            escape(&view.unavailable.join(", "))
-        )
-    };
-    format!(
-        r##"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>saga {id} · {status}</title>
-<style>
-body {{ font: 14px system-ui, sans-serif; margin: 24px; color: #202124; }}
-h1 {{ font-size: 20px; margin: 0 0 4px; }} .muted {{ color: #5f6368; }}
-.badge {{ display: inline-block; padding: 2px 8px; border-radius: 10px; background: #e8f0fe; }}
-.badge.rejected {{ background: #fce8e6; }} .badge.approved {{ background: #e6f4ea; }}
-dl {{ display: grid; grid-template-columns: max-content auto; gap: 2px 16px; }} dt {{ color: #5f6368; }}
-svg text {{ font: 12px system-ui, sans-serif; }} .lane {{ font-weight: 600; }} .tick {{ fill: #80868b; }}
-.deadline {{ fill: #d93025; font-weight: 600; }} .ignored {{ fill: #d93025; font-size: 11px; }}
-table {{ border-collapse: collapse; margin-top: 16px; }} td, th {{ padding: 4px 10px; border-bottom: 1px solid #eee; text-align: left; }}
-tr.late td:first-child {{ color: #d93025; }} .warn {{ color: #d93025; }}
-</style></head>
-<body>
-<p><a href="/sagas">all sagas</a></p>
-<h1>Saga of order {id} <span class="badge {class}">{status}</span></h1>
-<p class="muted">{holder} · amount {amount} · created {created}</p>
-<dl>
-<dt>deadline</dt><dd>{deadline} ({deadline_state})</dd>
-<dt>compensation</dt><dd>{compensation}</dd>
-<dt>exchange</dt><dd>{exchange}</dd>
-<dt>points</dt><dd>{points}</dd>
-</dl>
-{unavailable}
-{svg}
-<p class="muted">Time since the order was created, on a logarithmic axis. Circles: events, in the lane of the service that emitted them (red: after the deadline). Squares: the services that consumed them (hollow red: ignored).</p>
-<table><thead><tr><th>time</th><th>event</th><th>from</th><th>fields</th><th>consumed by</th></tr></thead>
-<tbody>{rows}</tbody></table>
-</body></html>"##,
-        id = view.order_id,
-        status = escape(status(view)),
-        class = if status(view).starts_with("REJECTED") {
+pub fn html(view: &SagaView) -> askama::Result<String> {
+    let status = status(view);
+    let order = |field: &str| view.order[field].as_str();
+    SagaPage {
+        order_id: view.order_id,
+        status,
+        badge: if status.starts_with("REJECTED") {
             "rejected"
-        } else if status(view) == "APPROVED" {
+        } else if status == "APPROVED" {
             "approved"
         } else {
             ""
         },
-        holder = escape(view.order["holderId"].as_str().unwrap_or("")),
-        amount = escape(view.order["amount"].as_str().unwrap_or("")),
-        created = escape(view.order["createdAt"].as_str().unwrap_or("")),
-        deadline = view.deadline.map(|d| d.to_rfc3339()).unwrap_or_default(),
-        deadline_state = escape(&deadline_text(view)),
-        compensation = escape(view.order["compensation"].as_str().unwrap_or("none")),
-        exchange = escape(&state_text(&view.exchange, "none")),
-        points = escape(&state_text(&view.points, "none")),
-    )
+        holder: order("holderId").unwrap_or(""),
+        amount: order("amount").unwrap_or(""),
+        created: order("createdAt").unwrap_or(""),
+        deadline: view.deadline.map(|d| d.to_rfc3339()).unwrap_or_default(),
+        deadline_state: deadline_text(view),
+        compensation: order("compensation").unwrap_or("none"),
+        exchange: state_text(&view.exchange, "none"),
+        points: state_text(&view.points, "none"),
+        unavailable: &view.unavailable,
+        timeline: Timeline::of(view),
+        rows: view
+            .events
+            .iter()
+            .map(|event| Row {
+                late: event.after_deadline,
+                at: ms_label(offset(view, event.at)),
+                event_type: &event.event_type,
+                from: event.emitted_by.as_deref().unwrap_or("?"),
+                fields: fields_text(&event.fields),
+                consumers: consumers_text(event, None),
+            })
+            .collect(),
+    }
+    .render()
 }
 
 /// The saga for a terminal.
@@ -396,25 +436,133 @@ pub fn text(view: &SagaView) -> String {
 }
 
 /// The index of recent sagas, linking to each timeline.
-pub fn index(orders: &[Value]) -> String {
-    let mut rows = String::new();
-    for order in orders {
-        let id = order["id"].as_i64().unwrap_or_default();
-        let _ = write!(
-            rows,
-            "<tr><td><a href=\"/sagas/{id}\">order {id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(order["status"].as_str().unwrap_or("")),
-            escape(order["holderId"].as_str().unwrap_or("")),
-            escape(order["amount"].as_str().unwrap_or("")),
-            escape(order["createdAt"].as_str().unwrap_or("")),
-        );
+#[derive(Template)]
+#[template(path = "sagas.html")]
+struct IndexPage<'a> {
+    orders: Vec<IndexRow<'a>>,
+}
+
+struct IndexRow<'a> {
+    id: i64,
+    status: &'a str,
+    holder: &'a str,
+    amount: &'a str,
+    created: &'a str,
+}
+
+pub fn index(orders: &[Value]) -> askama::Result<String> {
+    let orders = orders
+        .iter()
+        .map(|order| {
+            let field = |name: &str| order[name].as_str().unwrap_or("");
+            IndexRow {
+                id: order["id"].as_i64().unwrap_or_default(),
+                status: field("status"),
+                holder: field("holderId"),
+                amount: field("amount"),
+                created: field("createdAt"),
+            }
+        })
+        .collect();
+    IndexPage { orders }.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::saga::merge;
+    use serde_json::json;
+
+    /// A saga rejected at its deadline, whose texts (holder, reason, fields) hold markup.
+    fn hostile_saga() -> SagaView {
+        let histories = [
+            (
+                "order",
+                json!({
+                    "emitted": [{ "eventId": "a", "eventType": "OrderCreated", "createdAt": "2026-01-01T00:00:00.000Z",
+                                  "event": { "eventType": "OrderCreated", "orderId": 7, "holderId": "<script>alert(1)</script>" } }],
+                    "consumed": [{ "eventId": "b", "eventType": "DeadlineReached", "outcome": "APPLIED",
+                                   "duplicates": 1, "handledAt": "2026-01-01T00:00:05.020Z" }]
+                }),
+            ),
+            (
+                "exchange",
+                json!({
+                    "consumed": [{ "eventId": "a", "eventType": "OrderCreated", "outcome": "IGNORED",
+                                   "detail": "<script>steal()</script> & \"more\"", "duplicates": 0,
+                                   "handledAt": "2026-01-01T00:00:05.500Z" }]
+                }),
+            ),
+            (
+                "deadline",
+                json!({
+                    "emitted": [{ "eventId": "b", "eventType": "DeadlineReached", "createdAt": "2026-01-01T00:00:05.001Z",
+                                  "event": { "eventType": "DeadlineReached", "orderId": 7 } }]
+                }),
+            ),
+        ];
+        let deadline = DateTime::parse_from_rfc3339("2026-01-01T00:00:05.000Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        SagaView {
+            order_id: 7,
+            order: json!({
+                "id": 7, "status": "REJECTED DUE TO DEADLINE", "holderId": "<script>alert(1)</script>",
+                "amount": "500", "createdAt": "2026-01-01T00:00:00Z", "compensation": "<b>done</b>",
+            }),
+            deadline: Some(deadline),
+            deadline_status: Some(
+                json!({ "status": "FIRED", "firedAt": "2026-01-01T00:00:05.001Z" }),
+            ),
+            exchange: Some(json!({ "status": "COMPENSATED" })),
+            points: None,
+            events: merge(&histories, Some(deadline)),
+            unavailable: vec!["<point>".into()],
+        }
     }
-    format!(
-        r##"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>sagas</title>
-<style>body {{ font: 14px system-ui, sans-serif; margin: 24px; }} td, th {{ padding: 4px 12px; text-align: left; border-bottom: 1px solid #eee; }}</style>
-</head><body><h1>Recent sagas</h1>
-<table><thead><tr><th>saga</th><th>status</th><th>holder</th><th>amount</th><th>created</th></tr></thead>
-<tbody>{rows}</tbody></table></body></html>"##
-    )
+
+    #[test]
+    fn markup_in_the_services_texts_is_shown_escaped_never_run() {
+        let page = html(&hostile_saga()).unwrap();
+        for raw in ["<script", "<b>done", "<point>", "& \"more"] {
+            assert!(!page.contains(raw), "{raw:?} left as markup in:\n{page}");
+        }
+        // Still shown, as text: the holder, the reason the exchange ignored the event (in the
+        // drawing and in the table), the compensation and the service not answering.
+        assert_eq!(page.matches("alert(1)").count(), 2, "holder and its field");
+        assert_eq!(page.matches("steal()").count(), 3, "tooltip, label, table");
+        assert!(page.contains("&#60;script&#62;steal()&#60;/script&#62; &#38; &#34;more&#34;"));
+        assert!(page.contains("&#60;b&#62;done&#60;/b&#62;"));
+        assert!(page.contains("missing from this view: &#60;point&#62;"));
+    }
+
+    #[test]
+    fn the_page_has_the_elements_the_browser_test_looks_for() {
+        let page = html(&hostile_saga()).unwrap();
+        assert!(page.contains("Saga of order 7"));
+        assert!(page.contains(r#"<span class="badge rejected">REJECTED DUE TO DEADLINE</span>"#));
+        assert!(page.contains(r#"<line id="deadline""#));
+        assert!(page.contains("deadline · FIRED at 2026-01-01T00:00:05.001Z"));
+        assert_eq!(
+            page.matches(r#"class="event""#).count(),
+            2,
+            "one circle per event"
+        );
+        assert_eq!(page.matches(r#"class="ignored""#).count(), 1);
+        assert_eq!(page.matches(r#"<tr class="event-row">"#).count(), 1);
+        assert_eq!(page.matches(r#"<tr class="event-row late">"#).count(), 1);
+        assert!(page.contains("<td>order applied, 1 duplicate(s) skipped</td>"));
+    }
+
+    #[test]
+    fn the_index_links_to_each_saga_and_escapes_its_texts() {
+        let orders = [
+            json!({ "id": 7, "status": "APPROVED", "holderId": "<i>a&b</i>",
+                              "amount": "1", "createdAt": "2026-01-01T00:00:00Z" }),
+        ];
+        let page = index(&orders).unwrap();
+        assert!(page.contains(r#"<a href="/sagas/7">order 7</a>"#));
+        assert!(page.contains("&#60;i&#62;a&#38;b&#60;/i&#62;"));
+        assert!(!page.contains("<i>"));
+    }
 }

@@ -1,10 +1,14 @@
-//! The benchmark's chart as a hand-written SVG: end-to-end latency percentiles (top, on a
-//! logarithmic axis, since a saturated point is ten times slower than a healthy one) and the
-//! CPU time per saga of each process, stacked (bottom), both against the offered rate, with
-//! the targets as dashed lines. SVG is text: no drawing library, no fonts to ship, and any
-//! browser shows it (GitHub too, in the README).
+//! The benchmark's chart, drawn with plotters as a standalone SVG: end-to-end latency
+//! percentiles (top, on a logarithmic axis, since a saturated point is ten times slower than a
+//! healthy one) and the CPU time per saga of each process, stacked (bottom), both against the
+//! offered rate, with the targets as dashed lines. SVG needs no fonts shipped, and any browser
+//! shows it (GitHub too, in the README).
 
-use std::fmt::Write;
+use plotters::{
+    coord::{Shift, ranged1d::ValueFormatter, types::RangedCoordf64},
+    prelude::*,
+    style::text_anchor::{HPos, Pos, VPos},
+};
 
 /// One measured rate.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,394 +32,282 @@ pub struct Chart {
 
 pub const WIDTH: u32 = 960;
 pub const HEIGHT: u32 = 680;
-const LEFT: f64 = 90.0;
-const RIGHT: f64 = 760.0;
-const LATENCY_PANEL: (f64, f64) = (320.0, 80.0);
-const CPU_PANEL: (f64, f64) = (620.0, 400.0);
-const PERCENTILES: [(&str, &str); 3] = [("p50", "#4e79a7"), ("p90", "#f28e2b"), ("p99", "#e15759")];
-const PALETTE: [&str; 8] = [
-    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f",
+/// Room on the right of each panel for its legend.
+const LEGEND: u32 = 150;
+const PERCENTILES: [(&str, RGBColor); 3] = [
+    ("p50", PALETTE[0]),
+    ("p90", PALETTE[1]),
+    ("p99", PALETTE[3]),
 ];
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(0x4e, 0x79, 0xa7),
+    RGBColor(0xf2, 0x8e, 0x2b),
+    RGBColor(0x59, 0xa1, 0x4f),
+    RGBColor(0xe1, 0x57, 0x59),
+    RGBColor(0x76, 0xb7, 0xb2),
+    RGBColor(0xed, 0xc9, 0x48),
+    RGBColor(0xb0, 0x7a, 0xa1),
+    RGBColor(0x9c, 0x75, 0x5f),
+];
+const TARGET: RGBColor = RGBColor(0xcc, 0, 0);
 
-/// Maps a domain of values onto a range of pixels, linearly or by their logarithm.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Scale {
-    lo: f64,
-    hi: f64,
-    from: f64,
-    to: f64,
-    log: bool,
-}
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
-impl Scale {
-    pub fn linear((lo, hi): (f64, f64), (from, to): (f64, f64)) -> Scale {
-        Scale {
-            lo,
-            hi,
-            from,
-            to,
-            log: false,
-        }
-    }
-
-    /// A logarithmic scale; its domain must be positive.
-    pub fn log((lo, hi): (f64, f64), (from, to): (f64, f64)) -> Scale {
-        Scale {
-            lo: lo.log10(),
-            hi: hi.log10(),
-            from,
-            to,
-            log: true,
-        }
-    }
-
-    /// The pixel of `value`; values outside the domain land outside the range.
-    pub fn at(&self, value: f64) -> f64 {
-        let value = if self.log { value.log10() } else { value };
-        let span = self.hi - self.lo;
-        let t = if span == 0.0 {
-            0.5
-        } else {
-            (value - self.lo) / span
-        };
-        self.from + t * (self.to - self.from)
-    }
-}
-
-/// Round ticks from 0 to at least `max`: steps of 1, 2 or 5 times a power of ten, about five.
-pub fn ticks(max: f64) -> Vec<f64> {
-    if max <= 0.0 || !max.is_finite() {
-        return vec![0.0, 1.0];
-    }
-    let rough = max / 5.0;
-    let power = 10f64.powf(rough.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * power)
-        .find(|step| *step >= rough)
-        .unwrap_or(10.0 * power);
-    let count = (max / step - 1e-9).ceil() as usize;
-    (0..=count).map(|i| i as f64 * step).collect()
-}
-
-/// The powers of ten around `lo..hi`: the ticks of a logarithmic axis.
-pub fn decades(lo: f64, hi: f64) -> Vec<f64> {
-    let first = lo.max(f64::MIN_POSITIVE).log10().floor() as i32;
-    let last = (hi.max(lo).log10().ceil() as i32).max(first + 1);
-    (first..=last).map(|e| 10f64.powi(e)).collect()
-}
-
-pub fn svg(chart: &Chart) -> String {
-    let mut chart = chart.clone();
-    chart.points.sort_by(|a, b| a.offered.total_cmp(&b.offered));
-    let chart = &chart;
+/// The chart as an SVG document.
+pub fn svg(chart: &Chart) -> anyhow::Result<String> {
+    let mut points = chart.points.clone();
+    points.sort_by(|a, b| a.offered.total_cmp(&b.offered));
+    let x_max = (points.iter().map(|p| p.offered).fold(0.0, f64::max) * 1.05).max(1.0);
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    text(
-        &mut out,
-        20.0,
-        28.0,
-        "start",
-        "font-size=\"17\" font-weight=\"bold\"",
-        &chart.title,
-    );
-    text(
-        &mut out,
-        20.0,
-        48.0,
-        "start",
-        "fill=\"#555\"",
-        &chart.subtitle,
-    );
-
-    let max_rate = chart.points.iter().map(|p| p.offered).fold(0.0, f64::max);
-    let x_ticks = ticks(max_rate * 1.05);
-    let x = Scale::linear((0.0, *x_ticks.last().unwrap_or(&1.0)), (LEFT, RIGHT));
-
-    // Latency, logarithmic, from a power of ten below the fastest p50 to one above the slowest
-    // p99 (and the target).
-    let latencies: Vec<f64> = chart
-        .points
-        .iter()
-        .filter_map(|p| p.latency)
-        .flatten()
-        .collect();
-    let lowest = latencies
-        .iter()
-        .copied()
-        .fold(chart.latency_target_ms, f64::min)
-        .max(0.1);
-    let highest = latencies
-        .iter()
-        .copied()
-        .fold(chart.latency_target_ms, f64::max);
-    let y_ticks = decades(lowest, highest);
-    let (first, last) = (y_ticks[0], y_ticks[y_ticks.len() - 1]);
-    let y = Scale::log((first, last), LATENCY_PANEL);
-    axes(
-        &mut out,
-        &x,
-        &x_ticks,
-        &y,
-        &y_ticks,
-        LATENCY_PANEL,
-        "end-to-end latency (ms)",
-    );
-    target(
-        &mut out,
-        &x,
-        y.at(chart.latency_target_ms),
-        &format!("p99 target {} ms", chart.latency_target_ms),
-    );
-    for (i, (name, colour)) in PERCENTILES.iter().enumerate() {
-        let points: Vec<(f64, f64)> = chart
-            .points
-            .iter()
-            // A latency below the axis (0 ms: one clock tick) sits on it.
-            .filter_map(|p| Some((x.at(p.offered), y.at(p.latency?[i].max(first)))))
-            .collect();
-        let path: Vec<String> = points
-            .iter()
-            .map(|(px, py)| format!("{px:.1},{py:.1}"))
-            .collect();
-        let _ = writeln!(
-            out,
-            r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#,
-            path.join(" ")
-        );
-        for (px, py) in points {
-            let _ = writeln!(
-                out,
-                r#"<circle cx="{px:.1}" cy="{py:.1}" r="3.5" fill="{colour}"/>"#
-            );
-        }
-        legend(
-            &mut out,
-            LATENCY_PANEL.1 + 10.0 + 20.0 * i as f64,
-            colour,
-            name,
-        );
+    {
+        let root = SVGBackend::with_string(&mut out, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let font = ("sans-serif", 22).into_font();
+        root.draw(&Text::new(
+            chart.title.as_str(),
+            (20, 12),
+            font.style(FontStyle::Bold),
+        ))?;
+        let grey = font.resize(16.0).color(&RGBColor(0x55, 0x55, 0x55));
+        root.draw(&Text::new(chart.subtitle.as_str(), (20, 40), grey))?;
+        let (latency, cpu) = root.split_vertically(60).1.split_vertically(300);
+        draw_latency(&latency, &points, x_max, chart.latency_target_ms)?;
+        draw_cpu(&cpu, &points, x_max, chart.cpu_target_ms)?;
+        root.present()?;
     }
+    Ok(out)
+}
 
-    // CPU per saga, stacked by process.
-    let kinds: Vec<&str> = {
-        let mut kinds: Vec<&str> = Vec::new();
-        for (kind, _) in chart.points.iter().flat_map(|p| &p.cpu) {
-            if !kinds.contains(&kind.as_str()) {
-                kinds.push(kind);
-            }
-        }
-        kinds
+fn draw_latency(area: &Area, points: &[ChartPoint], x_max: f64, target: f64) -> anyhow::Result<()> {
+    // From a power of ten below the fastest p50 to one above the slowest p99 (and the target).
+    let values = || {
+        points
+            .iter()
+            .filter_map(|p| p.latency)
+            .flatten()
+            .chain([target])
     };
-    let tallest = chart
-        .points
+    let lowest = values().fold(f64::INFINITY, f64::min).max(0.1);
+    let highest = values().fold(0.0, f64::max);
+    let low = 10f64.powf(lowest.log10().floor());
+    let high = 10f64.powf(highest.log10().ceil()).max(low * 10.0);
+    let mut chart = ChartBuilder::on(area)
+        .margin_left(10)
+        .margin_top(10)
+        .margin_right(LEGEND)
+        .x_label_area_size(30)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, (low..high).log_scale())?;
+    draw_mesh(&mut chart, "end-to-end latency (ms)", "")?;
+    draw_target(&mut chart, x_max, target, format!("p99 target {target} ms"))?;
+    for (i, (_, colour)) in PERCENTILES.into_iter().enumerate() {
+        // A latency below the axis (0 ms: one clock tick) sits on it.
+        let line = points
+            .iter()
+            .filter_map(|p| Some((p.offered, p.latency?[i].max(low))));
+        chart.draw_series(LineSeries::new(line, colour.filled().stroke_width(2)).point_size(4))?;
+    }
+    draw_legend(area, &PERCENTILES)
+}
+
+fn draw_cpu(area: &Area, points: &[ChartPoint], x_max: f64, target: f64) -> anyhow::Result<()> {
+    let mut kinds: Vec<&str> = Vec::new();
+    for (kind, _) in points.iter().flat_map(|p| &p.cpu) {
+        if !kinds.contains(&kind.as_str()) {
+            kinds.push(kind);
+        }
+    }
+    let tallest = points
         .iter()
         .map(|p| p.cpu.iter().map(|(_, ms)| ms).sum::<f64>())
-        .fold(chart.cpu_target_ms, f64::max);
-    let c_ticks = ticks(tallest * 1.05);
-    let c = Scale::linear((0.0, *c_ticks.last().unwrap_or(&1.0)), CPU_PANEL);
-    axes(
-        &mut out,
-        &x,
-        &x_ticks,
-        &c,
-        &c_ticks,
-        CPU_PANEL,
+        .fold(target, f64::max);
+    let mut chart = ChartBuilder::on(area)
+        .margin_left(10)
+        .margin_top(20)
+        .margin_right(LEGEND)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, 0.0..tallest * 1.05)?;
+    draw_mesh(
+        &mut chart,
         "CPU per saga (ms)",
-    );
-    let spacing = chart
-        .points
-        .windows(2)
-        .map(|w| (x.at(w[1].offered) - x.at(w[0].offered)).abs())
-        .fold(RIGHT - LEFT, f64::min);
-    let width = (spacing * 0.6).min(36.0);
-    for point in &chart.points {
-        let mut base = 0.0;
-        for (kind, ms) in &point.cpu {
-            let colour = colour_of(&kinds, kind);
-            let (top, bottom) = (c.at(base + ms), c.at(base));
-            let _ = writeln!(
-                out,
-                r#"<rect x="{:.1}" y="{top:.1}" width="{width:.1}" height="{:.1}" fill="{colour}"><title>{} {kind}: {ms:.2} ms</title></rect>"#,
-                x.at(point.offered) - width / 2.0,
-                bottom - top,
-                point.offered,
-            );
-            base += ms;
-        }
-    }
-    target(
-        &mut out,
-        &x,
-        c.at(chart.cpu_target_ms),
-        &format!("target {} ms", chart.cpu_target_ms),
-    );
-    for (i, kind) in kinds.iter().enumerate() {
-        legend(
-            &mut out,
-            CPU_PANEL.1 + 10.0 + 20.0 * i as f64,
-            colour_of(&kinds, kind),
-            kind,
-        );
-    }
-    text(
-        &mut out,
-        (LEFT + RIGHT) / 2.0,
-        CPU_PANEL.0 + 40.0,
-        "middle",
-        "",
         "offered load (sagas per second)",
-    );
-    out.push_str("</svg>\n");
-    out
-}
-
-fn colour_of(kinds: &[&str], kind: &str) -> &'static str {
-    let index = kinds.iter().position(|k| *k == kind).unwrap_or(0);
-    PALETTE[index % PALETTE.len()]
-}
-
-/// A panel's frame, grid and tick labels; `(bottom, top)` are its pixel rows.
-fn axes(
-    out: &mut String,
-    x: &Scale,
-    x_ticks: &[f64],
-    y: &Scale,
-    y_ticks: &[f64],
-    (bottom, top): (f64, f64),
-    label: &str,
-) {
-    for tick in y_ticks {
-        let py = y.at(*tick);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{LEFT}" x2="{RIGHT}" y1="{py:.1}" y2="{py:.1}" stroke="#e4e4e4"/>"##
-        );
-        text(out, LEFT - 8.0, py + 4.0, "end", "", &number(*tick));
+    )?;
+    // Bars 60% as wide as the narrowest gap between two rates, and no wider than 4% of the axis.
+    let gap = points
+        .windows(2)
+        .map(|w| w[1].offered - w[0].offered)
+        .fold(x_max / 15.0, f64::min);
+    let half = gap * 0.3;
+    // Each process's segment of each bar: (kind, rate, bottom, top), stacked in the order the
+    // point lists them.
+    let segments: Vec<(&str, f64, f64, f64)> = points
+        .iter()
+        .flat_map(|p| {
+            p.cpu.iter().scan(0.0, |base, (kind, ms)| {
+                *base += ms;
+                Some((kind.as_str(), p.offered, *base - ms, *base))
+            })
+        })
+        .collect();
+    let legend: Vec<(&str, RGBColor)> =
+        kinds.into_iter().zip(PALETTE.into_iter().cycle()).collect();
+    for (kind, colour) in legend.iter().copied() {
+        let bars =
+            segments
+                .iter()
+                .filter(|segment| segment.0 == kind)
+                .map(|(_, x, bottom, top)| {
+                    Rectangle::new([(x - half, *bottom), (x + half, *top)], colour.filled())
+                });
+        chart.draw_series(bars)?;
     }
-    for tick in x_ticks {
-        let px = x.at(*tick);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{top}" y2="{bottom}" stroke="#f0f0f0"/>"##
-        );
-        text(out, px, bottom + 18.0, "middle", "", &number(*tick));
+    draw_target(&mut chart, x_max, target, format!("target {target} ms"))?;
+    draw_legend(area, &legend)
+}
+
+type Panel<'a, Y> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>;
+
+/// A target: a dashed red line across the panel, labelled at its right end.
+fn draw_target<Y: Ranged<ValueType = f64>>(
+    chart: &mut Panel<'_, Y>,
+    x_max: f64,
+    at: f64,
+    label: String,
+) -> anyhow::Result<()> {
+    let line = DashedLineSeries::new([(0.0, at), (x_max, at)], 6, 4, TARGET.into());
+    chart.draw_series(line)?;
+    let font = ("sans-serif", 15).into_font().color(&TARGET);
+    let anchor = Pos::new(HPos::Right, VPos::Bottom);
+    chart.draw_series([Text::new(label, (x_max, at), font.pos(anchor))])?;
+    Ok(())
+}
+
+/// The series' names and colours on the right of a panel.
+fn draw_legend(area: &Area, series: &[(&str, RGBColor)]) -> anyhow::Result<()> {
+    let x = (WIDTH - LEGEND + 20) as i32;
+    for (i, (name, colour)) in series.iter().enumerate() {
+        let y = 10 + 20 * i as i32;
+        area.draw(&Rectangle::new([(x, y), (x + 14, y + 10)], colour.filled()))?;
+        area.draw(&Text::new(*name, (x + 20, y - 2), ("sans-serif", 15)))?;
     }
-    let _ = writeln!(
-        out,
-        r##"<rect x="{LEFT}" y="{top}" width="{}" height="{}" fill="none" stroke="#888"/>"##,
-        RIGHT - LEFT,
-        bottom - top
-    );
-    let middle = (top + bottom) / 2.0;
-    let _ = writeln!(
-        out,
-        r#"<text x="24" y="{middle:.1}" text-anchor="middle" transform="rotate(-90 24 {middle:.1})">{}</text>"#,
-        escape(label)
-    );
+    Ok(())
 }
 
-fn target(out: &mut String, x: &Scale, py: f64, label: &str) {
-    let (from, to) = (x.at(x.lo), x.at(x.hi));
-    let _ = writeln!(
-        out,
-        r##"<line x1="{from:.1}" x2="{to:.1}" y1="{py:.1}" y2="{py:.1}" stroke="#c00" stroke-dasharray="6 4"/>"##
-    );
-    text(out, to - 4.0, py - 5.0, "end", "fill=\"#c00\"", label);
-}
-
-fn legend(out: &mut String, py: f64, colour: &str, label: &str) {
-    let _ = writeln!(
-        out,
-        r#"<rect x="{}" y="{:.1}" width="14" height="10" fill="{colour}"/>"#,
-        RIGHT + 20.0,
-        py - 9.0
-    );
-    text(out, RIGHT + 40.0, py, "start", "", label);
-}
-
-fn text(out: &mut String, px: f64, py: f64, anchor: &str, attributes: &str, content: &str) {
-    let _ = writeln!(
-        out,
-        r#"<text x="{px:.1}" y="{py:.1}" text-anchor="{anchor}" {attributes}>{}</text>"#,
-        escape(content)
-    );
-}
-
-/// A tick label: no needless decimals (`0.5`, `2`, `1000`).
-fn number(value: f64) -> String {
-    let text = format!("{value:.3}");
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// A panel's axes: round labels (`20`, `0.5`, `1000`), its major grid only.
+fn draw_mesh<Y>(
+    chart: &mut Panel<'_, Y>,
+    y_description: &str,
+    x_description: &str,
+) -> anyhow::Result<()>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(0xe4, 0xe4, 0xe4))
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 15))
+        .x_label_formatter(&|x| format!("{x}"))
+        .y_label_formatter(&|y| format!("{y}"))
+        .y_desc(y_description)
+        .x_desc(x_description)
+        .draw()?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_linear_scale_maps_its_domain_onto_its_range_even_upside_down() {
-        let y = Scale::linear((0.0, 10.0), (600.0, 400.0));
-        assert_eq!((y.at(0.0), y.at(5.0), y.at(10.0)), (600.0, 500.0, 400.0));
-    }
-
-    #[test]
-    fn a_log_scale_puts_each_power_of_ten_equally_far_apart() {
-        let y = Scale::log((1.0, 1000.0), (300.0, 0.0));
-        assert_eq!(y.at(1.0), 300.0);
-        assert!((y.at(10.0) - 200.0).abs() < 1e-9);
-        assert!((y.at(100.0) - 100.0).abs() < 1e-9);
-        assert!((y.at(1000.0) - 0.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn a_scale_of_one_value_puts_it_in_the_middle() {
-        assert_eq!(Scale::linear((5.0, 5.0), (0.0, 100.0)).at(5.0), 50.0);
-    }
-
-    #[test]
-    fn ticks_are_round_steps_from_zero_past_the_maximum() {
-        assert_eq!(ticks(4.3), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
-        assert_eq!(ticks(525.0), vec![0.0, 200.0, 400.0, 600.0]);
-        assert_eq!(ticks(500.0), vec![0.0, 100.0, 200.0, 300.0, 400.0, 500.0]);
-        assert_eq!(ticks(0.0), vec![0.0, 1.0]);
-    }
-
-    #[test]
-    fn decades_enclose_the_values_shown() {
-        assert_eq!(decades(12.0, 482.0), vec![10.0, 100.0, 1000.0]);
-        assert_eq!(decades(100.0, 100.0), vec![100.0, 1000.0]);
-        assert_eq!(decades(0.5, 9.0), vec![0.1, 1.0, 10.0]);
-    }
-
-    #[test]
-    fn the_chart_draws_every_point_and_escapes_its_text() {
-        let point = |offered, p99| ChartPoint {
+    fn point(offered: f64, p99: f64) -> ChartPoint {
+        ChartPoint {
             offered,
             latency: Some([10.0, 20.0, p99]),
-            cpu: vec![("order".into(), 1.0), ("kafka".into(), 2.0)],
-        };
-        let chart = Chart {
+            cpu: vec![
+                ("order".into(), 1.0),
+                ("gateway".into(), 0.5),
+                ("kafka".into(), 2.0),
+            ],
+        }
+    }
+
+    fn chart(points: Vec<ChartPoint>) -> Chart {
+        Chart {
             title: "bench <main> & co".into(),
-            subtitle: String::new(),
-            points: vec![point(100.0, 40.0), point(200.0, 480.0)],
+            subtitle: "commit abc, release build".into(),
+            points,
             latency_target_ms: 100.0,
             cpu_target_ms: 4.0,
-        };
-        let svg = svg(&chart);
-        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
-        assert!(svg.contains("bench &lt;main&gt; &amp; co"));
-        assert_eq!(svg.matches("<circle").count(), 6);
-        assert_eq!(svg.matches("<title>").count(), 4);
-        assert!(svg.contains("200 kafka: 2.00 ms"));
+        }
+    }
+
+    /// The text of every `<text>` element, trimmed.
+    fn texts(svg: &str) -> Vec<&str> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|element| element.split_once('>')?.1.split_once("</text>"))
+            .map(|(text, _)| text.trim())
+            .collect()
+    }
+
+    #[test]
+    fn the_chart_is_a_standalone_svg_with_its_titles_axes_targets_and_legends() {
+        let svg = svg(&chart(vec![point(200.0, 480.0), point(100.0, 40.0)])).unwrap();
+        assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains(r#"xmlns="http://www.w3.org/2000/svg""#));
+        assert!(svg.contains(&format!(r#"viewBox="0 0 {WIDTH} {HEIGHT}""#)));
+        let texts = texts(&svg);
+        for expected in [
+            "bench &lt;main&gt; &amp; co",
+            "commit abc, release build",
+            "end-to-end latency (ms)",
+            "CPU per saga (ms)",
+            "offered load (sagas per second)",
+            "p99 target 100 ms",
+            "target 4 ms",
+            "p50",
+            "p90",
+            "p99",
+            "order",
+            "gateway",
+            "kafka",
+        ] {
+            assert!(texts.contains(&expected), "{expected:?} not in {texts:?}");
+        }
+        assert!(
+            svg.matches(r##"stroke="#CC0000""##).count() > 10,
+            "two dashed targets"
+        );
+        // The latency axis runs over whole decades, around every value and the target.
+        for decade in ["10", "100", "1000"] {
+            assert!(texts.contains(&decade), "{decade:?} not in {texts:?}");
+        }
+    }
+
+    #[test]
+    fn every_percentile_of_every_rate_is_a_dot_and_every_process_a_segment_of_its_bar() {
+        let svg = svg(&chart(vec![point(100.0, 40.0), point(200.0, 480.0)])).unwrap();
+        assert_eq!(svg.matches("<circle").count(), 3 * 2);
+        for colour in ["#4E79A7", "#F28E2B", "#E15759"] {
+            let line = format!(r#"<polyline fill="none" opacity="1" stroke="{colour}""#);
+            assert_eq!(svg.matches(&line).count(), 1, "one line for {colour}");
+        }
+        // Kafka, the third process, has the palette's third colour, which no percentile uses:
+        // a segment per rate and its square in the legend.
+        assert_eq!(svg.matches(r##"fill="#59A14F""##).count(), 2 + 1);
+    }
+
+    #[test]
+    fn a_chart_without_a_completed_saga_still_draws_its_axes_and_targets() {
+        let mut empty = point(100.0, 40.0);
+        empty.latency = None;
+        for points in [vec![], vec![empty]] {
+            let svg = svg(&chart(points)).unwrap();
+            assert_eq!(svg.matches("<circle").count(), 0);
+            let texts = texts(&svg);
+            assert!(texts.contains(&"p99 target 100 ms") && texts.contains(&"target 4 ms"));
+        }
     }
 }

@@ -164,7 +164,7 @@ pub async fn measure(
     tokio::time::sleep_until((window_closed + STATS_FLUSH).into()).await;
     let commits_after = bench.commits().await?;
 
-    let own_ticks = (own_after.utime + own_after.stime) - (own_before.utime + own_before.stime);
+    let own_time = own_after.own_time().saturating_sub(own_before.own_time());
     let per_saga = |value: f64| {
         if ended == 0 {
             0.0
@@ -194,9 +194,7 @@ pub async fn measure(
             .into_iter()
             .map(|(name, used)| (name, used.map(|used| per_saga(ms(used)))))
             .collect(),
-        generator_cpu_ms_per_saga: per_saga(
-            own_ticks as f64 * 1000.0 / procfs::TICKS_PER_SECOND as f64,
-        ),
+        generator_cpu_ms_per_saga: per_saga(ms(own_time)),
         commits_per_saga: crate::report::per(commits_before, &commits_after, ended as f64),
     };
     Ok((point, commits_after))

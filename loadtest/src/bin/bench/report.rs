@@ -470,7 +470,7 @@ impl Report {
             .filter(|c| !matches!(c, '-' | ':'))
             .collect();
         let json = serde_json::to_string_pretty(self)?;
-        let svg = chart::svg(&self.chart());
+        let svg = chart::svg(&self.chart())?;
         let mut written = Vec::new();
         for (extension, content) in [("json", &json), ("svg", &svg)] {
             let path = dir.join(format!("bench-{stamp}.{extension}"));
