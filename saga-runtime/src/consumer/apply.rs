@@ -7,30 +7,20 @@ use anyhow::Context;
 use common_events::Envelope;
 use sqlx::{Connection, PgConnection};
 
-use super::{EventHandler, Job, Outcome};
+use super::{EventHandler, Outcome};
 use crate::{inbox, outbox};
 
-/// What became of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Done {
-    Applied,
-    /// Recorded in the inbox with this reason, but not acted on.
-    Ignored(&'static str),
-    /// Applied or ignored before: a redelivery, changing nothing.
-    Duplicate,
-}
-
-/// Applies `jobs` (at most one per order) in one transaction on `conn`; their outcomes, in
-/// order.
+/// Applies `events` (at most one per order) in one transaction on `conn`. Returns, for each
+/// event in order, the handler's [`Outcome`], or `None` for a redelivery: an event the inbox
+/// had claimed before, which the handler never sees.
 pub async fn apply<H: EventHandler>(
     conn: &mut PgConnection,
     outbox: &outbox::Wake,
     handler: &H,
-    jobs: &[&Job],
-) -> anyhow::Result<Vec<Done>> {
+    events: &[&Envelope],
+) -> anyhow::Result<Vec<Option<Outcome>>> {
     let mut tx = conn.begin().await.context("cannot begin transaction")?;
-    let events: Vec<&Envelope> = jobs.iter().map(|job| &job.event).collect();
-    let fresh = inbox::claim(&mut tx, &events)
+    let fresh = inbox::claim(&mut tx, events)
         .await
         .context("cannot claim events in the inbox")?;
     let new_events: Vec<&Envelope> = events
@@ -53,24 +43,21 @@ pub async fn apply<H: EventHandler>(
         new_events.len()
     );
     let mut outcomes = new_events.iter().zip(outcomes);
-    let mut done = Vec::with_capacity(jobs.len());
+    let mut results = Vec::with_capacity(events.len());
     let mut ignored = Vec::new();
     let mut emitted = Vec::new();
     for fresh in fresh {
         let Some((event, outcome)) = fresh.then(|| outcomes.next()).flatten() else {
-            done.push(Done::Duplicate);
+            results.push(None);
             continue;
         };
-        done.push(match outcome {
+        match &outcome {
             Outcome::Applied(emit) => {
-                emitted.extend(emit.map(|emit| event.follow_up(emit)));
-                Done::Applied
+                emitted.extend(emit.clone().map(|emit| event.follow_up(emit)));
             }
-            Outcome::Ignored(reason) => {
-                ignored.push((event.event_id, reason));
-                Done::Ignored(reason)
-            }
-        });
+            Outcome::Ignored(reason) => ignored.push((event.event_id, *reason)),
+        }
+        results.push(Some(outcome));
     }
     outbox::append(&mut tx, &emitted).await?;
     inbox::mark_ignored(&mut tx, &ignored)
@@ -80,7 +67,7 @@ pub async fn apply<H: EventHandler>(
     if !emitted.is_empty() {
         outbox.committed();
     }
-    Ok(done)
+    Ok(results)
 }
 
 /// Names events for an error: the one, or how many and of which orders.
