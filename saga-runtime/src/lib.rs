@@ -23,6 +23,8 @@ pub mod retention;
 pub mod retry;
 pub mod service;
 pub mod telemetry;
+#[cfg(test)]
+mod testing;
 
 pub use consumer::{EventHandler, Outcome};
 pub use service::{App, Service, ServiceContext, serve};

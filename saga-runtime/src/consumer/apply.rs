@@ -121,7 +121,160 @@ fn transient(sqlstate: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use chrono::Utc;
+    use common_events::{Event, EventType, OrderId};
+    use uuid::Uuid;
+
     use super::*;
+    use crate::testing::ScratchDb;
+
+    /// Places the order on `OrderCreated`, ignores `DeadlineReached` as late, fails on
+    /// `OrderRejected`; remembers the events it was given.
+    #[derive(Default)]
+    struct Handler {
+        seen: Mutex<Vec<Uuid>>,
+    }
+
+    impl EventHandler for Handler {
+        const CONSUMES: &'static [EventType] = &[];
+
+        async fn handle(
+            &self,
+            _conn: &mut PgConnection,
+            events: &[&Envelope],
+        ) -> anyhow::Result<Vec<Outcome>> {
+            let ids = events.iter().map(|event| event.event_id);
+            self.seen.lock().unwrap().extend(ids);
+            events
+                .iter()
+                .map(|event| match event.event {
+                    Event::OrderCreated { .. } => Ok(Outcome::Applied(Some(Event::OrderPlaced))),
+                    Event::DeadlineReached => Ok(Outcome::Ignored("late")),
+                    _ => anyhow::bail!("no rule for {}", event.event.event_type()),
+                })
+                .collect()
+        }
+    }
+
+    fn event(order_id: OrderId, event: Event) -> Envelope {
+        Envelope::new(order_id, Utc::now(), event)
+    }
+
+    fn created(order_id: OrderId) -> Envelope {
+        let event = Event::OrderCreated {
+            holder_id: "jjy".into(),
+            currency_id: None,
+            amount: 500.into(),
+        };
+        self::event(order_id, event)
+    }
+
+    async fn apply_on(
+        db: &ScratchDb,
+        handler: &Handler,
+        events: &[&Envelope],
+    ) -> anyhow::Result<Vec<Option<Outcome>>> {
+        let mut conn = db.pool.acquire().await?;
+        apply(&mut conn, &outbox::Wake::default(), handler, events).await
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_claimed_handled_and_committed_with_the_events_it_causes() {
+        let db = ScratchDb::create().await.unwrap();
+        let handler = Handler::default();
+        let (placed, late) = (created(1), event(2, Event::DeadlineReached));
+
+        let outcomes = apply_on(&db, &handler, &[&placed, &late]).await.unwrap();
+
+        assert_eq!(
+            outcomes,
+            [
+                Some(Outcome::Applied(Some(Event::OrderPlaced))),
+                Some(Outcome::Ignored("late"))
+            ]
+        );
+        let outbox: Vec<(i64, String)> =
+            sqlx::query_as("SELECT order_id, event_type FROM outbox ORDER BY id")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(outbox, [(1, "OrderPlaced".to_string())]);
+        let inbox: Vec<(i64, String, Option<String>)> =
+            sqlx::query_as("SELECT order_id, outcome, detail FROM inbox ORDER BY order_id")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            inbox,
+            [
+                (1, "APPLIED".to_string(), None),
+                (2, "IGNORED".to_string(), Some("late".to_string()))
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_event_is_not_handled_again_and_comes_back_as_none() {
+        let db = ScratchDb::create().await.unwrap();
+        let handler = Handler::default();
+        let (first, second) = (created(1), created(2));
+        apply_on(&db, &handler, &[&first]).await.unwrap();
+
+        let outcomes = apply_on(&db, &handler, &[&first, &second]).await.unwrap();
+
+        assert_eq!(
+            outcomes,
+            [None, Some(Outcome::Applied(Some(Event::OrderPlaced)))]
+        );
+        assert_eq!(
+            *handler.seen.lock().unwrap(),
+            [first.event_id, second.event_id],
+            "the redelivery never reached the handler"
+        );
+        let duplicates: i32 = sqlx::query_scalar("SELECT duplicates FROM inbox WHERE order_id = 1")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(duplicates, 1);
+        let placed: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            placed, 2,
+            "one OrderPlaced per order, none for the redelivery"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_handler_rolls_the_whole_batch_back_as_an_error_of_the_event() {
+        let db = ScratchDb::create().await.unwrap();
+        let handler = Handler::default();
+        let (placed, broken) = (created(1), event(2, Event::OrderPlaced));
+
+        let error = apply_on(&db, &handler, &[&placed, &broken])
+            .await
+            .unwrap_err();
+
+        assert!(!is_transient(&error), "{error:#}");
+        let claimed: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        let emitted: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!((claimed, emitted), (0, 0), "nothing of the batch was kept");
+        let retried = apply_on(&db, &handler, &[&placed]).await.unwrap();
+        assert_eq!(
+            retried,
+            [Some(Outcome::Applied(Some(Event::OrderPlaced)))],
+            "still new"
+        );
+    }
 
     #[test]
     fn an_unreachable_database_is_transient_and_a_broken_rule_is_not() {

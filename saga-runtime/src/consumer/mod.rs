@@ -35,6 +35,8 @@ mod fetch;
 mod group;
 mod offsets;
 mod queues;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::HashSet,
