@@ -1,17 +1,21 @@
 //! Test support: the Kafka and PostgreSQL the tests run against (`KAFKA_BOOTSTRAP` and
-//! `PG_URL`, the local ones by default), a scratch database per test, and a topic per test.
+//! `PG_URL`, the local ones by default), a scratch database per test, a topic per test, and a
+//! handler with a few saga rules for the consumer's tests.
 
-use std::time::Duration;
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use anyhow::Context;
+use chrono::Utc;
+use common_events::{Envelope, Event, EventType, OrderId};
 use rdkafka::{
     ClientConfig,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
 };
-use sqlx::{PgPool, migrate::Migrator};
+use sqlx::{PgConnection, PgPool, migrate::Migrator};
+use uuid::Uuid;
 
-use crate::{config::DatabaseConfig, db};
+use crate::{EventHandler, Outcome, config::DatabaseConfig, db};
 
 pub fn kafka() -> String {
     std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
@@ -90,4 +94,52 @@ impl Drop for ScratchDb {
         })
         .join();
     }
+}
+
+/// Places an order on `OrderCreated`, ignores `DeadlineReached`, fails on anything else;
+/// remembers the order in which each saga's events were handled.
+#[derive(Default)]
+pub struct Handler {
+    pub handled: Mutex<HashMap<OrderId, Vec<Uuid>>>,
+}
+
+impl EventHandler for Handler {
+    const CONSUMES: &'static [EventType] = &[
+        EventType::OrderCreated,
+        EventType::DeadlineReached,
+        EventType::OrderRejected,
+    ];
+
+    async fn handle(
+        &self,
+        _conn: &mut PgConnection,
+        events: &[&Envelope],
+    ) -> anyhow::Result<Vec<Outcome>> {
+        let outcomes = events
+            .iter()
+            .map(|event| match event.event {
+                Event::OrderCreated { .. } => Ok(Outcome::Applied(Some(Event::OrderPlaced))),
+                Event::DeadlineReached => Ok(Outcome::Ignored("late")),
+                _ => anyhow::bail!("no rule for {}", event.event.event_type()),
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let mut handled = self.handled.lock().unwrap();
+        for event in events {
+            handled
+                .entry(event.order_id)
+                .or_default()
+                .push(event.event_id);
+        }
+        Ok(outcomes)
+    }
+}
+
+/// An `OrderCreated` of `order_id`, its deadline now.
+pub fn created(order_id: OrderId) -> Envelope {
+    let event = Event::OrderCreated {
+        holder_id: "jjy".into(),
+        currency_id: None,
+        amount: 500.into(),
+    };
+    Envelope::new(order_id, Utc::now(), event)
 }

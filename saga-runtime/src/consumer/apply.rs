@@ -121,54 +121,16 @@ fn transient(sqlstate: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::collections::HashMap;
 
     use chrono::Utc;
-    use common_events::{Event, EventType, OrderId};
-    use uuid::Uuid;
+    use common_events::{Event, OrderId};
 
     use super::*;
-    use crate::testing::ScratchDb;
-
-    /// Places the order on `OrderCreated`, ignores `DeadlineReached` as late, fails on
-    /// `OrderRejected`; remembers the events it was given.
-    #[derive(Default)]
-    struct Handler {
-        seen: Mutex<Vec<Uuid>>,
-    }
-
-    impl EventHandler for Handler {
-        const CONSUMES: &'static [EventType] = &[];
-
-        async fn handle(
-            &self,
-            _conn: &mut PgConnection,
-            events: &[&Envelope],
-        ) -> anyhow::Result<Vec<Outcome>> {
-            let ids = events.iter().map(|event| event.event_id);
-            self.seen.lock().unwrap().extend(ids);
-            events
-                .iter()
-                .map(|event| match event.event {
-                    Event::OrderCreated { .. } => Ok(Outcome::Applied(Some(Event::OrderPlaced))),
-                    Event::DeadlineReached => Ok(Outcome::Ignored("late")),
-                    _ => anyhow::bail!("no rule for {}", event.event.event_type()),
-                })
-                .collect()
-        }
-    }
+    use crate::testing::{Handler, ScratchDb, created};
 
     fn event(order_id: OrderId, event: Event) -> Envelope {
         Envelope::new(order_id, Utc::now(), event)
-    }
-
-    fn created(order_id: OrderId) -> Envelope {
-        let event = Event::OrderCreated {
-            holder_id: "jjy".into(),
-            currency_id: None,
-            amount: 500.into(),
-        };
-        self::event(order_id, event)
     }
 
     async fn apply_on(
@@ -229,8 +191,8 @@ mod tests {
             [None, Some(Outcome::Applied(Some(Event::OrderPlaced)))]
         );
         assert_eq!(
-            *handler.seen.lock().unwrap(),
-            [first.event_id, second.event_id],
+            *handler.handled.lock().unwrap(),
+            HashMap::from([(1, vec![first.event_id]), (2, vec![second.event_id])]),
             "the redelivery never reached the handler"
         );
         let duplicates: i32 = sqlx::query_scalar("SELECT duplicates FROM inbox WHERE order_id = 1")

@@ -1,56 +1,16 @@
 //! The consumer as a whole against the running Kafka and PostgreSQL: fetching, per-order
 //! order, dead-lettering and the offsets committed at shutdown.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
+use super::*;
+use crate::testing::{Handler, ScratchDb, create_topic, created, kafka, unique};
 use chrono::Utc;
 use rdkafka::{
     ClientConfig, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer as _},
     producer::{FutureProducer, FutureRecord},
 };
-use uuid::Uuid;
-
-use super::*;
-use crate::testing::{ScratchDb, create_topic, kafka, unique};
-
-/// Places an order on `OrderCreated`, ignores `DeadlineReached`, fails on anything else;
-/// remembers the order in which each saga's events were handled.
-#[derive(Default)]
-struct Handler {
-    handled: Mutex<HashMap<OrderId, Vec<Uuid>>>,
-}
-
-impl EventHandler for Handler {
-    const CONSUMES: &'static [EventType] = &[
-        EventType::OrderCreated,
-        EventType::DeadlineReached,
-        EventType::OrderRejected,
-    ];
-
-    async fn handle(
-        &self,
-        _conn: &mut PgConnection,
-        events: &[&Envelope],
-    ) -> anyhow::Result<Vec<Outcome>> {
-        let outcomes = events
-            .iter()
-            .map(|event| match event.event {
-                Event::OrderCreated { .. } => Ok(Outcome::Applied(Some(Event::OrderPlaced))),
-                Event::DeadlineReached => Ok(Outcome::Ignored("late")),
-                _ => anyhow::bail!("no rule for {}", event.event.event_type()),
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let mut handled = self.handled.lock().unwrap();
-        for event in events {
-            handled
-                .entry(event.order_id)
-                .or_default()
-                .push(event.event_id);
-        }
-        Ok(outcomes)
-    }
-}
 
 async fn publish(producer: &FutureProducer, topic: &str, key: &str, payload: &str) {
     let record = FutureRecord::to(topic).key(key).payload(payload);
@@ -107,15 +67,7 @@ async fn every_event_is_finished_in_its_orders_order_and_committed_at_shutdown()
     // Each saga: created, then its deadline reached, published in that order.
     let mut sagas = HashMap::new();
     for order_id in 1..=12 {
-        let created = Envelope::new(
-            order_id,
-            Utc::now(),
-            Event::OrderCreated {
-                holder_id: "jjy".into(),
-                currency_id: None,
-                amount: 500.into(),
-            },
-        );
+        let created = created(order_id);
         let reached = created.follow_up(Event::DeadlineReached);
         for event in [&created, &reached] {
             publish(&producer, &topic, &order_id.to_string(), &event.to_json()).await;
@@ -134,14 +86,9 @@ async fn every_event_is_finished_in_its_orders_order_and_committed_at_shutdown()
     let set_aside =
         |kind: &str| format!(r#"events_dead_lettered{{app="test",exception="{kind}"}} 1"#);
     eventually("every saga handled and both bad events set aside", || {
+        let handled: usize = handler.handled.lock().unwrap().values().map(Vec::len).sum();
         let text = metrics.render();
-        handler.handled.lock().unwrap().len() == sagas.len()
-            && handler
-                .handled
-                .lock()
-                .unwrap()
-                .values()
-                .all(|ids| ids.len() == 2)
+        handled == 2 * sagas.len()
             && text.contains(&set_aside("failed"))
             && text.contains(&set_aside("unreadable"))
     })
