@@ -67,7 +67,8 @@ use self::{
 };
 use crate::{config::Config, kafka::Producer, metrics::Metrics, outbox, retry::Backoff};
 
-/// What a handler did with an event.
+/// What a handler did with an event. A redelivered event never reaches the handler (the inbox
+/// turns it away), so it has no outcome: the consumer counts it as a duplicate.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Acted on. The event it causes, if any, is written to the outbox in the same

@@ -1,8 +1,8 @@
-//! HTTP pieces every service shares: the API's error type and error body ([`errors`]),
-//! extractors whose rejections use that error format ([`extract`]: a JSON body, query
+//! HTTP pieces every service shares: the API's error type and error body (`errors`),
+//! extractors whose rejections use that error format (`extract`: a JSON body, query
 //! parameters, path parameters, a page of a list), the tower layers that keep a server
-//! responsive under overload ([`layers`]), and the operational routes `/healthz`, `/readyz`
-//! and `/metrics` ([`routes`]).
+//! responsive under overload (`layers`), and the operational routes `/healthz`, `/readyz`
+//! and `/metrics` (`routes`).
 //!
 //! Every answer that is not a success is a JSON [`ErrorBody`], whoever gives it: a handler, an
 //! extractor refusing the request, the router (unknown route, method not allowed) or a layer.

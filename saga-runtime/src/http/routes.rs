@@ -36,7 +36,7 @@ pub fn operational_routes(probes: Probes) -> Router {
         .with_state(probes)
 }
 
-/// `/healthz` and `/readyz`, to be merged after [`layers`]: a probe is answered even when the
+/// `/healthz` and `/readyz`, to be merged after [`layers`](super::layers()): a probe is answered even when the
 /// service sheds load, so that an orchestrator does not restart a busy instance. Each answers
 /// within about a second.
 pub fn probe_routes(probes: Probes) -> Router {
