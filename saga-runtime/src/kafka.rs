@@ -48,21 +48,22 @@ pub fn consumer_settings(config: &KafkaConfig) -> ClientConfig {
         ("enable.auto.offset.store", "false"),
         ("auto.offset.reset", "earliest"),
         // The broker answers a fetch as soon as data arrives, so a long wait adds no latency;
-        // it only bounds how often an idle consumer asks. At 10 ms, four idle consumers kept
-        // the broker at 16% of a core.
+        // it only bounds how often an idle consumer asks, and every ask costs the broker CPU
+        // whether or not it brings anything.
         ("fetch.wait.max.ms", "500"),
         // Under load, that answer comes as soon as any relay publishes anything, so each
         // consumer would fetch a few events at a time, hundreds of times a second, and the
-        // broker's CPU goes into requests. Instead, a fetch that brought events is followed by
-        // a pause of 10 ms before the next one (librdkafka backs off while its queue holds a
-        // message, and it always does right after a fetch): a busy consumer fetches at most
-        // about 100 times a second, and its batches grow. An idle one still waits at the
-        // broker, so the first event after a quiet spell comes at once, and idling costs
-        // nothing more. At 400 sagas/s: 3.76 and 3.91 ms of CPU per saga against 4.55 and 4.64.
+        // broker's CPU would go into requests rather than events. Instead, a fetch that brought
+        // events is followed by a pause of 10 ms before the next one (librdkafka backs off while
+        // its queue holds a message, and it always does right after a fetch): a busy consumer
+        // fetches at most about 100 times a second, and its batches grow, which is cheaper per
+        // saga for the broker and for the consumer's batched transactions. An idle one still
+        // waits at the broker, so the first event after a quiet spell comes at once, and idling
+        // costs nothing more.
         ("queued.min.messages", "1"),
         ("fetch.queue.backoff.ms", "10"),
         // Each second the consumer learns from these whether it is in its group (see
-        // `consumer::Membership`).
+        // `consumer::group::Membership`).
         ("statistics.interval.ms", "1000"),
     ];
     // Failover: a member that stops heartbeating (killed, paused) loses its partitions to the

@@ -7,30 +7,20 @@ use anyhow::Context;
 use common_events::Envelope;
 use sqlx::{Connection, PgConnection};
 
-use super::{EventHandler, Job, Outcome};
+use super::{EventHandler, Outcome};
 use crate::{inbox, outbox};
 
-/// What became of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Done {
-    Applied,
-    /// Recorded in the inbox with this reason, but not acted on.
-    Ignored(&'static str),
-    /// Applied or ignored before: a redelivery, changing nothing.
-    Duplicate,
-}
-
-/// Applies `jobs` (at most one per order) in one transaction on `conn`; their outcomes, in
-/// order.
+/// Applies `events` (at most one per order) in one transaction on `conn`. Returns, for each
+/// event in order, the handler's [`Outcome`], or `None` for a redelivery: an event the inbox
+/// had claimed before, which the handler never sees.
 pub async fn apply<H: EventHandler>(
     conn: &mut PgConnection,
     outbox: &outbox::Wake,
     handler: &H,
-    jobs: &[&Job],
-) -> anyhow::Result<Vec<Done>> {
+    events: &[&Envelope],
+) -> anyhow::Result<Vec<Option<Outcome>>> {
     let mut tx = conn.begin().await.context("cannot begin transaction")?;
-    let events: Vec<&Envelope> = jobs.iter().map(|job| &job.event).collect();
-    let fresh = inbox::claim(&mut tx, &events)
+    let fresh = inbox::claim(&mut tx, events)
         .await
         .context("cannot claim events in the inbox")?;
     let new_events: Vec<&Envelope> = events
@@ -53,24 +43,21 @@ pub async fn apply<H: EventHandler>(
         new_events.len()
     );
     let mut outcomes = new_events.iter().zip(outcomes);
-    let mut done = Vec::with_capacity(jobs.len());
+    let mut results = Vec::with_capacity(events.len());
     let mut ignored = Vec::new();
     let mut emitted = Vec::new();
     for fresh in fresh {
         let Some((event, outcome)) = fresh.then(|| outcomes.next()).flatten() else {
-            done.push(Done::Duplicate);
+            results.push(None);
             continue;
         };
-        done.push(match outcome {
+        match &outcome {
             Outcome::Applied(emit) => {
-                emitted.extend(emit.map(|emit| event.follow_up(emit)));
-                Done::Applied
+                emitted.extend(emit.clone().map(|emit| event.follow_up(emit)));
             }
-            Outcome::Ignored(reason) => {
-                ignored.push((event.event_id, reason));
-                Done::Ignored(reason)
-            }
-        });
+            Outcome::Ignored(reason) => ignored.push((event.event_id, *reason)),
+        }
+        results.push(Some(outcome));
     }
     outbox::append(&mut tx, &emitted).await?;
     inbox::mark_ignored(&mut tx, &ignored)
@@ -80,7 +67,7 @@ pub async fn apply<H: EventHandler>(
     if !emitted.is_empty() {
         outbox.committed();
     }
-    Ok(done)
+    Ok(results)
 }
 
 /// Names events for an error: the one, or how many and of which orders.
@@ -134,7 +121,122 @@ fn transient(sqlstate: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use chrono::Utc;
+    use common_events::{Event, OrderId};
+
     use super::*;
+    use crate::testing::{Handler, ScratchDb, created};
+
+    fn event(order_id: OrderId, event: Event) -> Envelope {
+        Envelope::new(order_id, Utc::now(), event)
+    }
+
+    async fn apply_on(
+        db: &ScratchDb,
+        handler: &Handler,
+        events: &[&Envelope],
+    ) -> anyhow::Result<Vec<Option<Outcome>>> {
+        let mut conn = db.pool.acquire().await?;
+        apply(&mut conn, &outbox::Wake::default(), handler, events).await
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_claimed_handled_and_committed_with_the_events_it_causes() {
+        let db = ScratchDb::create().await.unwrap();
+        let handler = Handler::default();
+        let (placed, late) = (created(1), event(2, Event::DeadlineReached));
+
+        let outcomes = apply_on(&db, &handler, &[&placed, &late]).await.unwrap();
+
+        assert_eq!(
+            outcomes,
+            [
+                Some(Outcome::Applied(Some(Event::OrderPlaced))),
+                Some(Outcome::Ignored("late"))
+            ]
+        );
+        let outbox: Vec<(i64, String)> =
+            sqlx::query_as("SELECT order_id, event_type FROM outbox ORDER BY id")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(outbox, [(1, "OrderPlaced".to_string())]);
+        let inbox: Vec<(i64, String, Option<String>)> =
+            sqlx::query_as("SELECT order_id, outcome, detail FROM inbox ORDER BY order_id")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            inbox,
+            [
+                (1, "APPLIED".to_string(), None),
+                (2, "IGNORED".to_string(), Some("late".to_string()))
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_event_is_not_handled_again_and_comes_back_as_none() {
+        let db = ScratchDb::create().await.unwrap();
+        let handler = Handler::default();
+        let (first, second) = (created(1), created(2));
+        apply_on(&db, &handler, &[&first]).await.unwrap();
+
+        let outcomes = apply_on(&db, &handler, &[&first, &second]).await.unwrap();
+
+        assert_eq!(
+            outcomes,
+            [None, Some(Outcome::Applied(Some(Event::OrderPlaced)))]
+        );
+        assert_eq!(
+            *handler.handled.lock().unwrap(),
+            HashMap::from([(1, vec![first.event_id]), (2, vec![second.event_id])]),
+            "the redelivery never reached the handler"
+        );
+        let duplicates: i32 = sqlx::query_scalar("SELECT duplicates FROM inbox WHERE order_id = 1")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(duplicates, 1);
+        let placed: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            placed, 2,
+            "one OrderPlaced per order, none for the redelivery"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_handler_rolls_the_whole_batch_back_as_an_error_of_the_event() {
+        let db = ScratchDb::create().await.unwrap();
+        let handler = Handler::default();
+        let (placed, broken) = (created(1), event(2, Event::OrderPlaced));
+
+        let error = apply_on(&db, &handler, &[&placed, &broken])
+            .await
+            .unwrap_err();
+
+        assert!(!is_transient(&error), "{error:#}");
+        let claimed: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        let emitted: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!((claimed, emitted), (0, 0), "nothing of the batch was kept");
+        let retried = apply_on(&db, &handler, &[&placed]).await.unwrap();
+        assert_eq!(
+            retried,
+            [Some(Outcome::Applied(Some(Event::OrderPlaced)))],
+            "still new"
+        );
+    }
 
     #[test]
     fn an_unreachable_database_is_transient_and_a_broken_rule_is_not() {

@@ -91,3 +91,95 @@ impl DeadLetters {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use rdkafka::{
+        ClientConfig, Timestamp,
+        consumer::{Consumer, StreamConsumer},
+        message::Headers,
+    };
+
+    use super::*;
+    use crate::{
+        config::KafkaConfig,
+        testing::{create_topic, kafka, unique},
+    };
+
+    #[tokio::test]
+    async fn a_message_set_aside_arrives_as_it_came_with_why_and_where_from_and_is_counted() {
+        let topic = unique("test.dlt");
+        create_topic(&topic, 1).await.unwrap();
+        let config = KafkaConfig {
+            bootstrap: kafka(),
+            topic: "test.saga".into(),
+            dead_letter_topic: topic.clone(),
+            partitions: 1,
+            group_id: unique("test"),
+            extra: Vec::new(),
+        };
+        let metrics = Metrics::new("test", &[], &[]).unwrap();
+        let dead_letters = DeadLetters {
+            producer: Arc::new(Producer::new(&config, metrics.clone()).unwrap()),
+            topic: topic.clone(),
+            metrics: metrics.clone(),
+        };
+        let poison = OwnedMessage::new(
+            Some(b"{not json".to_vec()),
+            Some(b"42".to_vec()),
+            "test.saga".into(),
+            Timestamp::NotAvailable,
+            3,
+            17,
+            None,
+        );
+
+        let sent = dead_letters
+            .send(
+                &poison,
+                "unreadable",
+                "expected value",
+                &CancellationToken::new(),
+            )
+            .await;
+
+        assert!(sent);
+        let reader: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", kafka())
+            .set("group.id", unique("test"))
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        reader.subscribe(&[&topic]).unwrap();
+        let received = tokio::time::timeout(Duration::from_secs(30), reader.recv())
+            .await
+            .expect("the dead letter arrives")
+            .unwrap();
+        assert_eq!(received.key(), Some(&b"42"[..]));
+        assert_eq!(received.payload(), Some(&b"{not json"[..]));
+        let headers: HashMap<&str, &str> = received
+            .headers()
+            .unwrap()
+            .iter()
+            .map(|h| (h.key, std::str::from_utf8(h.value.unwrap()).unwrap()))
+            .collect();
+        assert_eq!(
+            headers,
+            HashMap::from([
+                ("dlt.reason", "expected value"),
+                ("dlt.exception", "unreadable"),
+                ("dlt.consumer", "test"),
+                ("dlt.topic", "test.saga"),
+                ("dlt.partition", "3"),
+                ("dlt.offset", "17"),
+            ])
+        );
+        assert!(
+            metrics
+                .render()
+                .contains(r#"events_dead_lettered{app="test",exception="unreadable"} 1"#)
+        );
+    }
+}
