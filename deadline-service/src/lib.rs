@@ -20,7 +20,7 @@ static MIGRATIONS: Migrator = sqlx::migrate!();
 
 pub struct DeadlineService {
     pool: PgPool,
-    outbox: outbox::Wake,
+    outbox: outbox::Outbox,
     clock: Clock,
     /// How long after its deadline each `DeadlineReached` was written.
     lateness: Histogram,

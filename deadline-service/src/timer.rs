@@ -29,7 +29,7 @@ const BATCH: i64 = 500;
 /// What the timer needs from its service.
 pub struct Timer {
     pub pool: PgPool,
-    pub outbox: outbox::Wake,
+    pub outbox: outbox::Outbox,
     pub clock: Clock,
     /// How long after its deadline each `DeadlineReached` was written.
     pub lateness: Histogram,

@@ -198,7 +198,7 @@ fn format(headers: &HeaderMap) -> Format {
     operation_id = "listSagas",
     responses(
         (status = OK, description = "The newest orders first", content(
-            ([order_service::http::OrderView] = "application/json"),
+            ([order_service::view::OrderView] = "application/json"),
             (String = "text/html"),
         )),
         (status = BAD_GATEWAY, description = "The order service is not answering", body = ErrorBody),

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use deadline_service::http::DeadlineView;
 use exchange_service::http::ExchangeView;
-use order_service::http::OrderView;
+use order_service::view::OrderView;
 use point_service::http::TransactionView;
 use serde::Serialize;
 use serde_json::Value;

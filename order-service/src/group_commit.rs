@@ -60,11 +60,11 @@ pub struct GroupCommit {
     /// Whoever holds it writes, on the connection the writers keep.
     writing: tokio::sync::Mutex<Held>,
     pool: PgPool,
-    outbox: outbox::Wake,
+    outbox: outbox::Outbox,
 }
 
 impl GroupCommit {
-    pub fn new(pool: PgPool, outbox: outbox::Wake) -> Self {
+    pub fn new(pool: PgPool, outbox: outbox::Outbox) -> Self {
         GroupCommit {
             queue: Mutex::default(),
             writing: tokio::sync::Mutex::new(Held::new(pool.clone())),
@@ -122,7 +122,7 @@ impl GroupCommit {
 /// the same order.
 async fn write(
     conn: &mut Held,
-    outbox: &outbox::Wake,
+    outbox: &outbox::Outbox,
     orders: Vec<Order>,
 ) -> anyhow::Result<Vec<Reply>> {
     let mut first_try = true;
@@ -157,7 +157,7 @@ struct Written {
 /// this batch) is not inserted: it is answered with that order.
 async fn insert(
     mut tx: Transaction<'_, Postgres>,
-    outbox: &outbox::Wake,
+    outbox: &outbox::Outbox,
     orders: Vec<Order>,
 ) -> anyhow::Result<Vec<Reply>> {
     let holders: Vec<&str> = orders.iter().map(|o| o.new.holder_id.as_str()).collect();

@@ -5,7 +5,7 @@ pub mod domain;
 mod group_commit;
 mod handlers;
 pub mod http;
-mod view;
+pub mod view;
 
 use std::{sync::Arc, time::Duration};
 

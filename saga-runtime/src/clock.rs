@@ -88,6 +88,8 @@ mod tests {
             let clock = clock.clone();
             async move { clock.sleep_until(at, Duration::from_secs(3600)).await }
         });
+        // The sleeper reads the clock when it starts: let it start before the clock moves.
+        tokio::task::yield_now().await;
         clock.advance(Duration::from_secs(59));
         tokio::task::yield_now().await;
         assert!(!sleeping.is_finished(), "woke a second early");
@@ -103,6 +105,7 @@ mod tests {
             let clock = clock.clone();
             async move { clock.sleep_until(far, Duration::from_secs(5)).await }
         });
+        tokio::task::yield_now().await;
         clock.advance(Duration::from_secs(5));
         sleeping.await.unwrap();
     }

@@ -1,13 +1,13 @@
 //! The transactional outbox and its relay.
 //!
-//! [`append`] writes an event in the caller's transaction, so the event exists if and only if
-//! the state change that caused it committed. [`relay`] publishes the unpublished rows in id
+//! An event leaves a service one way: [`Outbox::commit`] writes it in the transaction of the
+//! state change that caused it, so the event exists if and only if the change committed, and
+//! wakes the relay of its own process. [`relay`] publishes the unpublished rows in id
 //! order, marking them published in a transaction that commits only once Kafka has
 //! acknowledged them (`acks=all`; `published_at` is when the relay took them): a crash before
 //! the commit publishes a row again, which the consumers' inboxes absorb, and so does a
-//! producer replaced after a fatal error (see [`Producer`]). Whoever commits a transaction that
-//! wrote to the outbox wakes the relay of its own process ([`Wake`]); the relay also polls now
-//! and then for rows another instance left behind when it died. Published rows are kept as the
+//! producer replaced after a fatal error (see [`Producer`]). The relay also polls now and then
+//! for rows another instance left behind when it died. Published rows are kept as the
 //! record of what the service emitted, until [`crate::retention`] prunes them.
 
 use std::{sync::Arc, time::Duration};
@@ -44,13 +44,14 @@ const PROBE: Duration = Duration::from_secs(1);
 /// copies.
 pub const RELAY_BEGIN: &str = "BEGIN; SELECT pg_advisory_xact_lock(504463781752)";
 
-/// Wakes the relay. An in-process signal rather than a NOTIFY from the table: a NOTIFY costs
-/// the database a queue entry, a signal to the listening backend and, at commit, a lock that
-/// every notifying transaction of the cluster takes in turn.
+/// The service's outbox: where its events are written, and how its relay is woken. The wake is
+/// an in-process signal rather than a NOTIFY from the table: a NOTIFY costs the database a
+/// queue entry, a signal to the listening backend and, at commit, a lock that every notifying
+/// transaction of the cluster takes in turn.
 #[derive(Clone, Default)]
-pub struct Wake(Arc<Notify>);
+pub struct Outbox(Arc<Notify>);
 
-impl Wake {
+impl Outbox {
     /// Writes `events` to the outbox in `tx`, commits it, and wakes the relay: the one way an
     /// event leaves a service.
     pub async fn commit(
@@ -66,16 +67,14 @@ impl Wake {
         Ok(())
     }
 
-    /// Call after committing a transaction that wrote to the outbox. Wakes that come while
-    /// the relay is busy make one more batch, not one each.
-    pub fn committed(&self) {
+    /// Wakes that come while the relay is busy make one more batch, not one each.
+    fn committed(&self) {
         self.0.notify_one();
     }
 }
 
-/// Writes `events` to the outbox, in one statement, inside the caller's transaction; after the
-/// commit, call [`Wake::committed`].
-pub async fn append(conn: &mut PgConnection, events: &[Envelope]) -> anyhow::Result<()> {
+/// Writes `events` to the outbox, in one statement, inside the caller's transaction.
+async fn append(conn: &mut PgConnection, events: &[Envelope]) -> anyhow::Result<()> {
     if events.is_empty() {
         return Ok(());
     }
@@ -107,7 +106,7 @@ pub async fn relay(
     producer: &Producer,
     topic: String,
     metrics: Metrics,
-    wake: Wake,
+    wake: Outbox,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut failures = Backoff::DEFAULT.start();

@@ -36,7 +36,7 @@ pub struct ServiceContext {
     pub pool: PgPool,
     pub metrics: Metrics,
     /// To wake the outbox relay after committing what the service wrote outside the consumer.
-    pub outbox: outbox::Wake,
+    pub outbox: outbox::Outbox,
     /// The time the service decides by.
     pub clock: Clock,
 }
@@ -137,7 +137,7 @@ pub struct App<S> {
     pool: PgPool,
     producer: Arc<Producer>,
     metrics: Metrics,
-    outbox: outbox::Wake,
+    outbox: outbox::Outbox,
     listener: TcpListener,
     started: Instant,
 }
@@ -152,7 +152,7 @@ impl<S: Service> App<S> {
         retention::check(&config.retention, topic_keeps)?;
         let metrics = Metrics::new(S::NAME, S::CONSUMES, S::PRODUCES)?;
         let producer = Arc::new(Producer::new(&config.kafka, metrics.clone())?);
-        let outbox = outbox::Wake::default();
+        let outbox = outbox::Outbox::default();
         let context = ServiceContext {
             pool: pool.clone(),
             metrics: metrics.clone(),

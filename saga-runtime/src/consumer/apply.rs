@@ -1,7 +1,7 @@
 //! Applying events: a batch of events of different orders in one database transaction. Each
 //! is claimed in the inbox and, if it is new, handled; the outcomes are recorded; then one
-//! commit makes all of it durable at once, or none of it, with the events they cause; then it
-//! wakes the outbox relay if there are any.
+//! commit makes all of it durable at once, or none of it, with the events they cause (written
+//! to the outbox by [`crate::outbox::Outbox::commit`]).
 
 use anyhow::Context;
 use common_events::Envelope;
@@ -15,7 +15,7 @@ use crate::{inbox, outbox};
 /// had claimed before, which the handler never sees.
 pub async fn apply<H: EventHandler>(
     conn: &mut PgConnection,
-    outbox: &outbox::Wake,
+    outbox: &outbox::Outbox,
     handler: &H,
     events: &[&Envelope],
 ) -> anyhow::Result<Vec<Option<Outcome>>> {
@@ -59,14 +59,10 @@ pub async fn apply<H: EventHandler>(
         }
         results.push(Some(outcome));
     }
-    outbox::append(&mut tx, &emitted).await?;
     inbox::mark_ignored(&mut tx, &ignored)
         .await
         .context("cannot record ignored events")?;
-    tx.commit().await.context("cannot commit")?;
-    if !emitted.is_empty() {
-        outbox.committed();
-    }
+    outbox.commit(tx, &emitted).await?;
     Ok(results)
 }
 
@@ -139,7 +135,7 @@ mod tests {
         events: &[&Envelope],
     ) -> anyhow::Result<Vec<Option<Outcome>>> {
         let mut conn = db.pool.acquire().await?;
-        apply(&mut conn, &outbox::Wake::default(), handler, events).await
+        apply(&mut conn, &outbox::Outbox::default(), handler, events).await
     }
 
     #[tokio::test]

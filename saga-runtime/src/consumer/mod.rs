@@ -113,7 +113,7 @@ pub struct Parts<H> {
     pub pool: PgPool,
     pub producer: Arc<Producer>,
     pub metrics: Metrics,
-    pub outbox: outbox::Wake,
+    pub outbox: outbox::Outbox,
 }
 
 /// Runs the consumer until `shutdown`.
@@ -243,7 +243,7 @@ impl Scheduled for Job {
 struct Consumer<H> {
     handler: Arc<H>,
     pool: PgPool,
-    outbox: outbox::Wake,
+    outbox: outbox::Outbox,
     metrics: Metrics,
     config: Config,
     dead_letters: DeadLetters,

@@ -58,7 +58,7 @@ async fn every_event_is_finished_in_its_orders_order_and_committed_at_shutdown()
         pool: db.pool.clone(),
         producer: Arc::new(Producer::new(&config.kafka, metrics.clone()).unwrap()),
         metrics: metrics.clone(),
-        outbox: outbox::Wake::default(),
+        outbox: outbox::Outbox::default(),
     };
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", kafka())
