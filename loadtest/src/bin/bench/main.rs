@@ -37,13 +37,12 @@ use std::{
 use anyhow::Context;
 use clap::{CommandFactory, Parser, ValueEnum, error::ErrorKind};
 use futures::{StreamExt, TryStreamExt, stream};
+use harness::{Servers, topic::Topic};
 use loadtest::{
-    env_or,
     gateway::{Gateway, READERS},
     metrics,
     procfs::{self, Process},
     stack::{self, Local, Scripts, StackEnv},
-    topic::Topic,
 };
 use rust_decimal::Decimal;
 use sqlx::{PgPool, postgres::PgPoolOptions};
@@ -249,7 +248,7 @@ async fn main() -> anyhow::Result<()> {
         println!("warning: {warning}");
     }
 
-    let pg_url = env_or("PG_URL", "postgres://saga:saga@127.0.0.1:5432");
+    let pg_url = Servers::from_env().postgres;
     let stats = PgPoolOptions::new()
         .max_connections(1)
         .connect(&format!("{pg_url}/postgres"))
