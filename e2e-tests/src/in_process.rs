@@ -12,11 +12,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
 use common_events::{Envelope, Event, EventType, OrderId};
-use rdkafka::{
-    ClientConfig,
-    message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
-};
+use rdkafka::{ClientConfig, producer::FutureProducer};
 use saga_runtime::{
     App, Service,
     config::{Config, Vars},
@@ -25,10 +21,12 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Servers, create_topic, read_topic, wait_until};
+use crate::{
+    SETTLE, Servers, databases::drop_databases, kafka, read_topic, stack::service_vars, wait_until,
+};
 
-/// How long a test waits for what it expects.
-pub const PATIENCE: Duration = Duration::from_secs(30);
+/// How long a test waits for what it expects: the same as the process-level tests.
+pub const PATIENCE: Duration = SETTLE;
 
 /// A running service.
 pub struct TestApp {
@@ -52,27 +50,19 @@ impl TestApp {
         settings: S::Settings,
         vars: &[(&str, &str)],
     ) -> anyhow::Result<TestApp> {
-        let servers = Servers::shared();
+        let servers = Servers::from_env();
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let topic = format!("test.{}.{id}", S::NAME);
         let database = format!("test_{}_{id}", S::DATABASE);
-        create_topic(&servers.kafka, &topic).await?;
-        let database_url = format!("{}/{database}", servers.postgres);
-        let mut all: Vec<(&str, &str)> = vec![
-            ("HOST", "127.0.0.1"),
-            ("PORT", "0"),
-            ("KAFKA_BOOTSTRAP", &servers.kafka),
-            ("KAFKA_TOPIC", &topic),
-            ("KAFKA_GROUP_PREFIX", &id),
-            ("DATABASE_URL", &database_url),
-            ("DATABASE_MAX_CONNECTIONS", "5"),
-        ];
-        all.extend_from_slice(vars);
-        let vars: Vars = all.into_iter().collect();
+        kafka::create_topic(&servers.kafka, &topic).await?;
+        let mut all = service_vars(&servers, &topic, &id, &database);
+        all.push(("PORT", "0".into()));
+        let all = all.iter().map(|(key, value)| (*key, value.as_str()));
+        let vars: Vars = all.chain(vars.iter().copied()).collect();
         let config = Config::from_vars(S::NAME, S::PORT, S::DATABASE, &vars)?;
         let mut test = TestApp {
             addr: config.http.addr,
-            db: sqlx::PgPool::connect_lazy(&database_url)?,
+            db: sqlx::PgPool::connect_lazy(&format!("{}/{database}", servers.postgres))?,
             topic,
             database,
             config,
@@ -165,20 +155,14 @@ impl TestApp {
 
     /// Publishes `event` as the service that emits it would: keyed by its order, typed.
     pub async fn publish(&self, event: &Envelope) -> anyhow::Result<()> {
-        let key = event.order_id.to_string();
-        let payload = event.to_json();
-        let record = FutureRecord::to(&self.topic)
-            .key(&key)
-            .payload(&payload)
-            .headers(OwnedHeaders::new().insert(Header {
-                key: "type",
-                value: Some(event.event.event_type().as_str()),
-            }));
-        self.producer
-            .send(record, Duration::from_secs(10))
-            .await
-            .map_err(|(error, _)| error)?;
-        Ok(())
+        kafka::publish(
+            &self.producer,
+            &self.topic,
+            &event.order_id.to_string(),
+            &event.to_json(),
+            Some(event.event.event_type().as_str()),
+        )
+        .await
     }
 
     /// Waits until the service has emitted an event of `event_type` for `order_id`.
@@ -235,25 +219,7 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.stop.cancel();
-        let (postgres, database) = (self.servers.postgres.clone(), self.database.clone());
-        // Drop runs inside the test's runtime: the cleanup gets a thread and runtime of its own.
-        // It leaves the service's connections alone (they belong to the blocked runtime) and
-        // lets DROP ... WITH (FORCE) end them.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let admin = sqlx::PgPool::connect(&format!("{postgres}/postgres")).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
-                )))
-                .execute(&admin)
-                .await?;
-                anyhow::Ok(())
-            })
-        })
-        .join();
+        drop_databases(self.servers.postgres.clone(), vec![self.database.clone()]);
     }
 }
 

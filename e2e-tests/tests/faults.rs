@@ -5,10 +5,8 @@ use std::{collections::HashMap, time::Duration};
 
 use anyhow::Context;
 
-use e2e_tests::{Stack, normalize, wait_until};
+use e2e_tests::{SETTLE, Stack, normalize, wait_until};
 use serde_json::{Value, json};
-
-const SETTLE: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn an_order_placed_while_exchange_is_down_is_rejected_and_its_expired_event_ignored()

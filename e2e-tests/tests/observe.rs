@@ -1,11 +1,9 @@
 //! Seeing the saga (saga-rules §6): the saga view, its timeline page in a real browser, metrics.
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{path::PathBuf, process::Command};
 
-use e2e_tests::{Stack, wait_until};
+use e2e_tests::{SETTLE, Stack, wait_until};
 use serde_json::Value;
-
-const SETTLE: Duration = Duration::from_secs(30);
 
 fn types(view: &Value) -> Vec<&str> {
     view["events"]

@@ -11,16 +11,15 @@ use std::{
 };
 
 use e2e_tests::{
-    SERVICES, Servers, Stack,
-    infra::{PrivateKafka, PrivatePostgres, time_until},
-    wait_until,
+    SERVICES, SETTLE, Servers, Stack,
+    infra::{PrivateKafka, PrivatePostgres},
+    time_until, wait_until,
 };
 use rdkafka::{
     ClientConfig,
     consumer::{BaseConsumer, Consumer},
 };
 
-const SETTLE: Duration = Duration::from_secs(90);
 const HOLDER: &str = "jjy";
 const BALANCE: i64 = 1_000_000;
 
@@ -30,7 +29,7 @@ async fn a_broker_killed_mid_flow_stops_no_saga_and_readiness_says_so_until_it_i
     let mut kafka = PrivateKafka::start("brokerkill").await?;
     let servers = Servers {
         kafka: kafka.bootstrap(),
-        ..Servers::shared()
+        ..Servers::from_env()
     };
     let stack = Stack::start_on(servers, "brokerkill", &[("DEADLINE_MS", "4000")]).await?;
     stack.open_account(HOLDER, BALANCE).await?;
@@ -61,7 +60,7 @@ async fn after_a_broker_pause_mid_flow_new_sagas_are_approved_in_time_and_none_i
     let kafka = PrivateKafka::start("brokerpause").await?;
     let servers = Servers {
         kafka: kafka.bootstrap(),
-        ..Servers::shared()
+        ..Servers::from_env()
     };
     let stack = Stack::start_on(servers, "brokerpause", &[]).await?;
     stack.open_account(HOLDER, BALANCE).await?;
@@ -91,7 +90,7 @@ async fn a_sigterm_while_the_broker_is_paused_ends_the_process_within_its_bound(
     let kafka = PrivateKafka::start("termpause").await?;
     let servers = Servers {
         kafka: kafka.bootstrap(),
-        ..Servers::shared()
+        ..Servers::from_env()
     };
     let bound = BOUND.as_millis().to_string();
     let mut stack = Stack::start_on(
@@ -127,7 +126,7 @@ async fn postgres_stopped_immediately_mid_flow_stops_no_saga() -> anyhow::Result
     let postgres = PrivatePostgres::start("pgcrash").await?;
     let servers = Servers {
         postgres: postgres.url(),
-        ..Servers::shared()
+        ..Servers::from_env()
     };
     let stack = Stack::start_on(servers, "pgcrash", &[("DEADLINE_MS", "4000")]).await?;
     stack.open_account(HOLDER, BALANCE).await?;

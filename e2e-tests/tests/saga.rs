@@ -2,10 +2,8 @@
 
 use std::time::Duration;
 
-use e2e_tests::{Stack, normalize, wait_until};
+use e2e_tests::{SETTLE, Stack, normalize, wait_until};
 use serde_json::{Value, json};
-
-const SETTLE: Duration = Duration::from_secs(20);
 
 #[tokio::test]
 async fn the_happy_path_approves_the_order_and_takes_the_points_once() -> anyhow::Result<()> {
