@@ -125,6 +125,13 @@ async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> 
     Ok((status, body))
 }
 
+/// The ids of a list of records (`GET /orders`), in the list's order.
+pub fn ids(list: &Value) -> Vec<i64> {
+    (list.as_array().into_iter().flatten())
+        .filter_map(|record| record["id"].as_i64())
+        .collect()
+}
+
 /// A decimal as the API writes it, with trailing zeros removed: "9500.0000" → "9500".
 pub fn normalize(value: &Value) -> String {
     let text = value

@@ -18,8 +18,10 @@ pub mod stack;
 pub mod wait;
 
 pub use harness::Servers;
-pub use http::normalize;
+pub use http::{ids, normalize};
 pub use kafka::{PARTITIONS, read_topic};
-pub use sagas::Settled;
+pub use sagas::{
+    APPROVED_EVENTS, REJECTED_BY_DEADLINE_EVENTS, REJECTED_FOR_POINTS_EVENTS, Settled,
+};
 pub use stack::{SERVICES, Stack};
 pub use wait::{SETTLE, time_until, wait_until};

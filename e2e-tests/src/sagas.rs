@@ -14,6 +14,33 @@ use serde_json::Value;
 
 use crate::{Stack, wait_until};
 
+/// The events of an approved saga, in the order they are published.
+pub const APPROVED_EVENTS: [&str; 4] = [
+    "OrderCreated",
+    "ExchangeSucceed",
+    "PointUsed",
+    "OrderPlaced",
+];
+
+/// The events of a saga rejected for its points, in the order they are published.
+pub const REJECTED_FOR_POINTS_EVENTS: [&str; 6] = [
+    "OrderCreated",
+    "ExchangeSucceed",
+    "PointUseFailed",
+    "OrderRejected",
+    "ExchangeCompensated",
+    "PointRefunded",
+];
+
+/// The events of a saga rejected by its deadline before the exchange acted on it.
+pub const REJECTED_BY_DEADLINE_EVENTS: [&str; 5] = [
+    "OrderCreated",
+    "DeadlineReached",
+    "OrderRejected",
+    "ExchangeCompensated",
+    "PointRefunded",
+];
+
 /// How a set of sagas ended.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Settled {

@@ -11,7 +11,7 @@ use std::{
 };
 
 use e2e_tests::{
-    SERVICES, SETTLE, Servers, Stack,
+    SERVICES, SETTLE, Servers, Stack, ids,
     infra::{PrivateKafka, PrivatePostgres},
     time_until, wait_until,
 };
@@ -37,13 +37,7 @@ async fn a_broker_killed_mid_flow_stops_no_saga_and_readiness_says_so_until_it_i
     let (orders, recovered) = orders_during(&stack, async {
         first_orders(&stack).await?;
         kafka.kill()?;
-        for service in SERVICES {
-            wait_until(SETTLE, || async {
-                let (status, body) = stack.get(service, "/readyz").await.ok()?;
-                (status == 503 && body["kafka"] == false).then_some(())
-            })
-            .await?;
-        }
+        every_service_unready_for(&stack, "kafka").await?;
         kafka.restart().await?;
         time_until(SETTLE, || all_ready(&stack)).await
     })
@@ -134,13 +128,7 @@ async fn postgres_stopped_immediately_mid_flow_stops_no_saga() -> anyhow::Result
     let (_, recovered) = orders_during(&stack, async {
         first_orders(&stack).await?;
         postgres.crash()?;
-        for service in SERVICES {
-            wait_until(SETTLE, || async {
-                let (status, body) = stack.get(service, "/readyz").await.ok()?;
-                (status == 503 && body["database"] == false).then_some(())
-            })
-            .await?;
-        }
+        every_service_unready_for(&stack, "database").await?;
         postgres.restart().await?;
         time_until(SETTLE, || all_ready(&stack)).await
     })
@@ -151,12 +139,7 @@ async fn postgres_stopped_immediately_mid_flow_stops_no_saga() -> anyhow::Result
 
     // A POST cut off by the crash may or may not have created its order: check them all.
     let (_, all) = stack.get("order", "/orders?limit=1000").await?;
-    let orders: Vec<i64> = all
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|order| order["id"].as_i64())
-        .collect();
+    let orders = ids(&all);
     let settled = stack
         .settle_and_check(HOLDER, BALANCE, &orders, SETTLE)
         .await?;
@@ -368,6 +351,19 @@ async fn orders_during<T>(
     };
     let (orders, result) = tokio::join!(placing, faulting);
     Ok((orders, result?))
+}
+
+/// Waits until every service answers its readiness probe with 503, saying `dependency` is
+/// unreachable.
+async fn every_service_unready_for(stack: &Stack, dependency: &str) -> anyhow::Result<()> {
+    for service in SERVICES {
+        wait_until(SETTLE, || async {
+            let (status, body) = stack.get(service, "/readyz").await.ok()?;
+            (status == 503 && body[dependency] == false).then_some(())
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 async fn all_ready(stack: &Stack) -> bool {
