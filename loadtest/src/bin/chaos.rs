@@ -43,6 +43,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use harness::{
     api::Order,
     invariants::{self, Invariant, Observed, Outcome, Saga, Violation},
+    ports,
     topic::Topic,
 };
 use loadtest::{
@@ -89,7 +90,7 @@ struct Options {
     #[arg(long, default_value_t = 120)]
     settle_timeout: u64,
     /// The gateway's address.
-    #[arg(long, default_value = "http://127.0.0.1:8088")]
+    #[arg(long, default_value_t = ports::gateway_url())]
     gateway: String,
     /// Prints the faults the seed and options plan, with their times and downtimes, and
     /// exits without running anything.

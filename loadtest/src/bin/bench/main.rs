@@ -37,7 +37,7 @@ use std::{
 use anyhow::Context;
 use clap::{CommandFactory, Parser, ValueEnum, error::ErrorKind};
 use futures::{StreamExt, TryStreamExt, stream};
-use harness::{Servers, topic::Topic};
+use harness::{Servers, ports, topic::Topic};
 use loadtest::{
     gateway::{Gateway, READERS},
     metrics,
@@ -90,7 +90,7 @@ struct Options {
     #[arg(long, default_value_t = 60)]
     settle_timeout: u64,
     /// The gateway's address.
-    #[arg(long, default_value = "http://127.0.0.1:8088")]
+    #[arg(long, default_value_t = ports::gateway_url())]
     gateway: String,
     /// Where every run's JSON and chart go, relative to the repository.
     #[arg(long, default_value = "target/bench")]
@@ -184,7 +184,7 @@ impl Bench {
     async fn sagas_ended(&self) -> anyhow::Result<u64> {
         let mut ended = 0.0;
         for n in 1..=self.env.instances {
-            let port = stack::port("deadline", n).context("no port for the deadline service")?;
+            let port = ports::port("deadline", n).context("no port for the deadline service")?;
             let page = metrics::scrape(&self.http, &format!("http://127.0.0.1:{port}")).await?;
             for event in ["OrderPlaced", "OrderRejected"] {
                 ended += metrics::sum(&page, "messages_consumed", &[("job", event)]);
