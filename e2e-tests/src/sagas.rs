@@ -8,6 +8,7 @@ use harness::{
     api::{Account, Order},
     invariants::{self, Observed, Outcome, Saga},
     topic::{Marks, Topic},
+    walkthrough::{Exchange, Walkthrough},
 };
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -150,5 +151,30 @@ impl Stack {
                 self.logs.display()
             )
         })
+    }
+}
+
+impl Stack {
+    /// Walks the seed's walkthrough ([`harness::walkthrough`], as `scripts/demo` does) through
+    /// the stack's gateway, which must be running, stopping and restarting the stack's
+    /// exchange for the downtime scenario. The services need `FAULT_HOOKS=on`.
+    pub async fn walk_the_seed(&mut self) -> anyhow::Result<Walkthrough> {
+        let mut walkthrough = Walkthrough::new(&self.url("gateway"), &self.url("point"), false);
+        walkthrough.run("jjy", &mut ExchangeOf(self)).await?;
+        Ok(walkthrough)
+    }
+}
+
+/// The exchange of a [`Stack`], stopped with SIGTERM and started again.
+struct ExchangeOf<'a>(&'a mut Stack);
+
+impl Exchange for ExchangeOf<'_> {
+    async fn stop(&mut self) -> anyhow::Result<()> {
+        self.0.stop("exchange").await?;
+        Ok(())
+    }
+
+    async fn start(&mut self) -> anyhow::Result<()> {
+        self.0.restart("exchange", &[]).await
     }
 }

@@ -1,13 +1,14 @@
 //! What the end-to-end tests (`e2e-tests`) and the tools (`loadtest`'s chaos run and benchmark)
 //! share, so that each is written once: the servers a stack runs against ([`Servers`]), the saga
 //! as the public API shows it ([`api`]), reading the saga topic ([`topic`]), the invariants of
-//! SPEC §4 judged on what those show, with exact decimals ([`invariants`]), and the local
-//! stack's ports ([`ports`]).
+//! SPEC §4 judged on what those show, with exact decimals ([`invariants`]), the local stack's
+//! ports ([`ports`]) and the seed's walkthrough ([`walkthrough`]).
 
 pub mod api;
 pub mod invariants;
 pub mod ports;
 pub mod topic;
+pub mod walkthrough;
 
 /// The Kafka broker and PostgreSQL server a stack runs against.
 #[derive(Debug, Clone, PartialEq, Eq)]
