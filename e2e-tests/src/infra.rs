@@ -29,6 +29,34 @@ use crate::{
     wait_until,
 };
 
+/// A server of a test's own, which the test crashes mid-flow and brings back.
+pub trait Crashable {
+    /// Crashes the server: the broker SIGKILLed, PostgreSQL stopped with `-m immediate`.
+    fn crash(&mut self) -> anyhow::Result<()>;
+    /// Starts it again on its data and waits until it serves.
+    fn restart(&mut self) -> impl Future<Output = anyhow::Result<()>>;
+}
+
+impl Crashable for PrivateKafka {
+    fn crash(&mut self) -> anyhow::Result<()> {
+        self.kill()
+    }
+
+    fn restart(&mut self) -> impl Future<Output = anyhow::Result<()>> {
+        PrivateKafka::restart(self)
+    }
+}
+
+impl Crashable for PrivatePostgres {
+    fn crash(&mut self) -> anyhow::Result<()> {
+        PrivatePostgres::crash(self)
+    }
+
+    fn restart(&mut self) -> impl Future<Output = anyhow::Result<()>> {
+        PrivatePostgres::restart(self)
+    }
+}
+
 /// A single-node KRaft broker, as `scripts/infra` runs one, on ports of its own.
 pub struct PrivateKafka {
     dir: PathBuf,

@@ -12,7 +12,7 @@ use std::{
 
 use e2e_tests::{
     SERVICES, SETTLE, Servers, Stack, ids,
-    infra::{PrivateKafka, PrivatePostgres},
+    infra::{Crashable, PrivateKafka, PrivatePostgres},
     time_until, wait_until,
 };
 use rdkafka::{
@@ -27,21 +27,11 @@ const BALANCE: i64 = 1_000_000;
 async fn a_broker_killed_mid_flow_stops_no_saga_and_readiness_says_so_until_it_is_back()
 -> anyhow::Result<()> {
     let mut kafka = PrivateKafka::start("brokerkill").await?;
-    let servers = Servers {
-        kafka: kafka.bootstrap(),
-        ..Servers::from_env()
-    };
+    let servers = Servers::from_env().with_kafka(kafka.bootstrap());
     let stack = Stack::start_on(servers, "brokerkill", &[("DEADLINE_MS", "4000")]).await?;
     stack.open_account(HOLDER, BALANCE).await?;
 
-    let (orders, recovered) = orders_during(&stack, async {
-        first_orders(&stack).await?;
-        kafka.kill()?;
-        every_service_unready_for(&stack, "kafka").await?;
-        kafka.restart().await?;
-        time_until(SETTLE, || all_ready(&stack)).await
-    })
-    .await?;
+    let (orders, recovered) = orders_through_a_crash(&stack, &mut kafka, "kafka").await?;
     println!("every service ready {recovered:?} after the broker was back");
     approved_then_settled(&stack, orders, 1, "a broker restart").await
 }
@@ -52,10 +42,7 @@ async fn a_broker_killed_mid_flow_stops_no_saga_and_readiness_says_so_until_it_i
 async fn after_a_broker_pause_mid_flow_new_sagas_are_approved_in_time_and_none_is_stuck()
 -> anyhow::Result<()> {
     let kafka = PrivateKafka::start("brokerpause").await?;
-    let servers = Servers {
-        kafka: kafka.bootstrap(),
-        ..Servers::from_env()
-    };
+    let servers = Servers::from_env().with_kafka(kafka.bootstrap());
     let stack = Stack::start_on(servers, "brokerpause", &[]).await?;
     stack.open_account(HOLDER, BALANCE).await?;
 
@@ -82,11 +69,8 @@ async fn a_sigterm_while_the_broker_is_paused_ends_the_process_within_its_bound(
 -> anyhow::Result<()> {
     const BOUND: Duration = Duration::from_secs(3);
     let kafka = PrivateKafka::start("termpause").await?;
-    let servers = Servers {
-        kafka: kafka.bootstrap(),
-        ..Servers::from_env()
-    };
     let bound = BOUND.as_millis().to_string();
+    let servers = Servers::from_env().with_kafka(kafka.bootstrap());
     let mut stack = Stack::start_on(
         servers,
         "termpause",
@@ -117,22 +101,12 @@ async fn a_sigterm_while_the_broker_is_paused_ends_the_process_within_its_bound(
 
 #[tokio::test]
 async fn postgres_stopped_immediately_mid_flow_stops_no_saga() -> anyhow::Result<()> {
-    let postgres = PrivatePostgres::start("pgcrash").await?;
-    let servers = Servers {
-        postgres: postgres.url(),
-        ..Servers::from_env()
-    };
+    let mut postgres = PrivatePostgres::start("pgcrash").await?;
+    let servers = Servers::from_env().with_postgres(postgres.url());
     let stack = Stack::start_on(servers, "pgcrash", &[("DEADLINE_MS", "4000")]).await?;
     stack.open_account(HOLDER, BALANCE).await?;
 
-    let (_, recovered) = orders_during(&stack, async {
-        first_orders(&stack).await?;
-        postgres.crash()?;
-        every_service_unready_for(&stack, "database").await?;
-        postgres.restart().await?;
-        time_until(SETTLE, || all_ready(&stack)).await
-    })
-    .await?;
+    let (_, recovered) = orders_through_a_crash(&stack, &mut postgres, "database").await?;
     println!("every service ready {recovered:?} after PostgreSQL was back");
     let after = stack.order(HOLDER, 1, 10).await?;
     stack.finished(after, "APPROVED", SETTLE).await?;
@@ -351,6 +325,24 @@ async fn orders_during<T>(
     };
     let (orders, result) = tokio::join!(placing, faulting);
     Ok((orders, result?))
+}
+
+/// Places orders all along while `server` crashes after the first ones and comes back: every
+/// service must first say that `dependency` is unreachable, then be ready again. Returns the
+/// orders the API accepted and how long the services took to be ready once the server was back.
+async fn orders_through_a_crash(
+    stack: &Stack,
+    server: &mut impl Crashable,
+    dependency: &str,
+) -> anyhow::Result<(Vec<i64>, Duration)> {
+    orders_during(stack, async {
+        first_orders(stack).await?;
+        server.crash()?;
+        every_service_unready_for(stack, dependency).await?;
+        server.restart().await?;
+        time_until(SETTLE, || all_ready(stack)).await
+    })
+    .await
 }
 
 /// Waits until every service answers its readiness probe with 503, saying `dependency` is

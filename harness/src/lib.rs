@@ -28,6 +28,16 @@ impl Servers {
             postgres: env_or("PG_URL", "postgres://saga:saga@127.0.0.1:5432"),
         }
     }
+
+    /// These servers with another Kafka broker.
+    pub fn with_kafka(self, kafka: String) -> Servers {
+        Servers { kafka, ..self }
+    }
+
+    /// These servers with another PostgreSQL server.
+    pub fn with_postgres(self, postgres: String) -> Servers {
+        Servers { postgres, ..self }
+    }
 }
 
 /// An environment variable, or `default` when it is unset or empty.
