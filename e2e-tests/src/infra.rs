@@ -24,10 +24,7 @@ use rdkafka::{
     types::RDKafkaErrorCode,
 };
 
-use crate::{
-    stack::{free_port, target_dir},
-    wait_until,
-};
+use crate::{binaries::target_dir, stack::free_port, wait_until};
 
 /// A server of a test's own, which the test crashes mid-flow and brings back.
 pub trait Crashable {

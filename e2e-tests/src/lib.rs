@@ -8,6 +8,7 @@
 //! kill the broker or the database run a stack on servers of their own ([`infra`]); tests of one
 //! service run it inside the test process ([`in_process`]).
 
+mod binaries;
 mod databases;
 pub mod http;
 pub mod in_process;

@@ -1,14 +1,14 @@
 //! Running the suite's binaries as processes, each test a [`Stack`] of its own: the four
 //! services (and the gateway when a test starts it) on free ports, wired to the servers the
 //! test runs against, with their own topic, consumer groups and databases, so that tests never
-//! see each other's data. Tests kill, stop, pause and restart the processes here; the stack's
+//! see each other's data. Tests kill, stop and restart the processes here; the stack's
 //! databases are dropped and its processes killed when it is dropped. The binaries are those
-//! `cargo build --workspace --bins` made, refused when older than their sources.
+//! `cargo build --workspace --bins` made, refused when older than their sources (`binaries`).
 
 use std::{
     collections::HashMap,
     net::TcpListener,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -19,7 +19,12 @@ use nix::{
     unistd::Pid,
 };
 
-use crate::{Servers, databases::drop_databases, kafka, wait_until};
+use crate::{
+    Servers,
+    binaries::{binary, target_dir},
+    databases::drop_databases,
+    kafka, wait_until,
+};
 
 /// The services a stack runs, by short name.
 pub const SERVICES: [&str; 4] = ["order", "exchange", "point", "deadline"];
@@ -153,12 +158,7 @@ impl Stack {
         extra: &[(&str, &str)],
     ) -> anyhow::Result<()> {
         let port = self.port_for(instance)?;
-        let binary = target_dir()?.join(if service == "gateway" {
-            "gateway".to_string()
-        } else {
-            format!("{service}-service")
-        });
-        built_from_current_sources(&binary)?;
+        let binary = binary(service)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -323,44 +323,6 @@ async fn exited(mut child: Child, timeout: Duration) -> anyhow::Result<std::proc
     .await
 }
 
-/// Refuses a service binary that is missing, or older than a source it was built from: a test
-/// would run code that is no longer there. Cargo lists those sources in the dep-info file
-/// beside the binary (`order-service.d`: `target: source source ...`, spaces escaped as `\ `).
-/// `cargo test` cannot build the binaries itself: it holds the build directory's lock while its
-/// tests run.
-fn built_from_current_sources(binary: &Path) -> anyhow::Result<()> {
-    const REBUILD: &str = "run `cargo build --workspace --bins` (scripts/test does)";
-    let built = std::fs::metadata(binary)
-        .and_then(|meta| meta.modified())
-        .with_context(|| format!("{} is missing: {REBUILD}", binary.display()))?;
-    let dep_info = binary.with_extension("d");
-    let text = std::fs::read_to_string(&dep_info)
-        .with_context(|| format!("cannot read {}: {REBUILD}", dep_info.display()))?;
-    let (_, sources) = text
-        .lines()
-        .next()
-        .and_then(|line| line.split_once(": "))
-        .with_context(|| format!("{} lists no sources", dep_info.display()))?;
-    let sources = sources.replace("\\ ", "\0");
-    for source in sources.split_whitespace().map(|s| s.replace('\0', " ")) {
-        let changed = std::fs::metadata(&source).and_then(|meta| meta.modified());
-        if !matches!(changed, Ok(changed) if changed <= built) {
-            bail!(
-                "{} is older than {source}, or that file is gone: {REBUILD}",
-                binary.display()
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The directory holding the workspace's binaries (this test binary lives in its `deps/`).
-pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let deps = exe.parent().context("test binary has no directory")?;
-    Ok(deps.parent().context("deps has no parent")?.to_path_buf())
-}
-
 /// A port that is free now and not among `taken`. A port just released is handed out again,
 /// so ports of one stack must be told apart here: a stopped service keeps its port for its
 /// restart, and two services given the same port would answer for each other.
@@ -374,60 +336,5 @@ pub(crate) fn free_port(taken: &[u16]) -> anyhow::Result<u16> {
             return Ok(port);
         }
         held.push(listener);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::{
-        fs::File,
-        time::{Duration, SystemTime},
-    };
-
-    use super::built_from_current_sources;
-
-    /// A binary, its dep-info file naming `source` (whose name has a space), and the times each
-    /// was last written.
-    fn build(dir: &std::path::Path, binary_at: SystemTime, source_at: SystemTime) {
-        let binary = dir.join("order-service");
-        let source = dir.join("my src.rs");
-        File::create(&source)
-            .unwrap()
-            .set_modified(source_at)
-            .unwrap();
-        std::fs::write(
-            dir.join("order-service.d"),
-            format!(
-                "{}: {}\n",
-                binary.display(),
-                source.display().to_string().replace(' ', "\\ ")
-            ),
-        )
-        .unwrap();
-        File::create(&binary)
-            .unwrap()
-            .set_modified(binary_at)
-            .unwrap();
-    }
-
-    #[test]
-    fn a_binary_built_after_its_sources_is_accepted_and_one_older_than_a_source_is_refused() {
-        let dir = std::env::temp_dir().join(format!("freshness-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let now = SystemTime::now();
-        let earlier = now - Duration::from_secs(60);
-
-        build(&dir, now, earlier);
-        built_from_current_sources(&dir.join("order-service")).unwrap();
-
-        build(&dir, earlier, now);
-        let refused = built_from_current_sources(&dir.join("order-service")).unwrap_err();
-        assert!(refused.to_string().contains("my src.rs"), "{refused}");
-
-        build(&dir, now, earlier);
-        std::fs::remove_file(dir.join("my src.rs")).unwrap();
-        assert!(built_from_current_sources(&dir.join("order-service")).is_err());
-        assert!(built_from_current_sources(&dir.join("missing-service")).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
