@@ -96,45 +96,57 @@ impl Walkthrough {
     /// [`checks`](Self::checks); an error only if the stack could not be asked.
     pub async fn run(&mut self, holder: &str, exchange: &mut impl Exchange) -> anyhow::Result<()> {
         let points = format!(":8088/points/{holder}");
+        self.init(holder, &points).await?;
+        self.happy_path(holder, &points).await?;
+        self.point_limit(holder, &points).await?;
+        self.downtime(holder, &points, exchange).await?;
+        self.deadline_handling(holder, &points).await
+    }
+
+    async fn init(&mut self, holder: &str, points: &str) -> anyhow::Result<()> {
         self.section("init: open an account with 10000 points");
         self.http(&format!(":8088/points userId=\"{holder}\" point=10000"))
             .await?;
-        self.expect_balance("init", &points, "10000").await?;
+        self.expect_balance("init", points, "10000").await
+    }
 
+    async fn happy_path(&mut self, holder: &str, points: &str) -> anyhow::Result<()> {
         self.section("happy path: exchange 500 and pay with points");
         let happy = self
             .order("happy", holder, "currencyId=1 amount=500")
             .await?;
         let status = self.settle(happy).await?;
         let deadline = row_status(&self.http(":8088/deadlines").await?, happy);
-        self.check(
-            "happy path",
-            &format!("deadline of order {happy}"),
-            deadline,
-            "CANCELLED",
-        );
-        self.expect_balance("happy path", &points, "9500").await?;
+        let what = format!("deadline of order {happy}");
+        self.check("happy path", &what, deadline, "CANCELLED");
+        self.expect_balance("happy path", points, "9500").await?;
         let used = row_status(&self.http(":8083/transactions").await?, happy);
-        self.check(
-            "happy path",
-            &format!("points of order {happy}"),
-            used,
-            "USED",
-        );
+        let what = format!("points of order {happy}");
+        self.check("happy path", &what, used, "USED");
         let exchanged = row_status(&self.http(":8088/exchanges").await?, happy);
         let what = format!("exchange of order {happy}");
         self.check("happy path", &what, exchanged, "EXCHANGED");
         self.http(&format!(":8088/orders/{happy}")).await?;
         self.check("happy path", &format!("order {happy}"), status, "APPROVED");
+        Ok(())
+    }
 
+    async fn point_limit(&mut self, holder: &str, points: &str) -> anyhow::Result<()> {
         self.section("compensation with point limit: 50000 is more than the balance");
         let limit = (self.order("limit", holder, "currencyId=1 amount=50000")).await?;
         let status = self.settle(limit).await?;
         self.http(&format!(":8088/orders/{limit}")).await?;
         let (what, expected) = (format!("order {limit}"), "REJECTED DUE TO POINT LIMIT");
         self.check("point limit", &what, status, expected);
-        self.expect_balance("point limit", &points, "9500").await?;
+        self.expect_balance("point limit", points, "9500").await
+    }
 
+    async fn downtime(
+        &mut self,
+        holder: &str,
+        points: &str,
+        exchange: &mut impl Exchange,
+    ) -> anyhow::Result<()> {
         self.section("compensation with downtime: the exchange is down while an order waits");
         exchange.stop().await.context("stopping the exchange")?;
         let down = self.order("down", holder, "amount=500").await?;
@@ -146,8 +158,12 @@ impl Walkthrough {
         self.http(&format!(":8088/orders/{down}")).await?;
         let (what, expected) = (format!("order {down}"), "REJECTED DUE TO DEADLINE");
         self.check("downtime", &what, status, expected);
-        self.expect_balance("downtime", &points, "9500").await?;
+        self.expect_balance("downtime", points, "9500").await
+    }
 
+    /// The exchange's demo hooks (`FAULT_HOOKS=on`): `currencyId=100` waits before its expiry
+    /// check, `200` after it.
+    async fn deadline_handling(&mut self, holder: &str, points: &str) -> anyhow::Result<()> {
         self.section(
             "deadline handling: the exchange waits 10 s before (currencyId=100) or after (200) its expiry check",
         );
@@ -164,13 +180,9 @@ impl Walkthrough {
         }
         let exchange = self.http(&format!(":8088/exchanges/{after}")).await?;
         let what = format!("exchange of order {after}");
-        self.check(
-            "currencyId=200",
-            &what,
-            text(&exchange["status"]),
-            "COMPENSATED",
-        );
-        self.expect_balance("currencyId=200", &points, "9500").await
+        let status = text(&exchange["status"]);
+        self.check("currencyId=200", &what, status, "COMPENSATED");
+        self.expect_balance("currencyId=200", points, "9500").await
     }
 
     fn section(&self, title: &str) {
