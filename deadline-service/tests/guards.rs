@@ -9,7 +9,7 @@ use deadline_service::{
     domain::{self, Decision, Status},
     store::{self, Deadlines},
 };
-use e2e_tests::in_process::TestDatabase;
+use e2e_tests::in_process;
 use saga_runtime::Service;
 use sqlx::{Connection, PgConnection};
 
@@ -44,7 +44,7 @@ async fn status(conn: &mut PgConnection) -> anyhow::Result<Option<Status>> {
 #[tokio::test]
 async fn the_schedule_and_cancel_statements_change_a_deadline_only_where_the_domain_says()
 -> anyhow::Result<()> {
-    let database = TestDatabase::create::<DeadlineService>().await?;
+    let database = in_process::database::<DeadlineService>().await?;
     let mut conn = database.pool.acquire().await?;
     let schedule = Decision::Schedule {
         deadline: deadline(),
@@ -79,7 +79,7 @@ async fn the_schedule_and_cancel_statements_change_a_deadline_only_where_the_dom
 
 #[tokio::test]
 async fn the_timer_fires_a_deadline_only_where_the_domain_says() -> anyhow::Result<()> {
-    let database = TestDatabase::create::<DeadlineService>().await?;
+    let database = in_process::database::<DeadlineService>().await?;
     let mut conn = database.pool.acquire().await?;
     for now in [deadline() - Duration::milliseconds(1), deadline()] {
         for row in rows() {
@@ -101,7 +101,7 @@ async fn the_timer_fires_a_deadline_only_where_the_domain_says() -> anyhow::Resu
 
 #[tokio::test]
 async fn the_retention_prunes_only_the_deadlines_the_domain_calls_finished() -> anyhow::Result<()> {
-    let database = TestDatabase::create::<DeadlineService>().await?;
+    let database = in_process::database::<DeadlineService>().await?;
     let mut conn = database.pool.acquire().await?;
     let [deadlines] = DeadlineService::RETAINED else {
         anyhow::bail!("the deadline service retains one table");

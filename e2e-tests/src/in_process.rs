@@ -12,23 +12,20 @@ use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
 use common_events::{Envelope, Event, EventType, OrderId};
-use rdkafka::{
-    ClientConfig,
-    message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
-};
+use rdkafka::{ClientConfig, producer::FutureProducer};
 use saga_runtime::{
     App, Clock, Service,
     config::{Config, Vars},
+    testing::ScratchDb,
 };
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Servers, create_topic, read_topic, wait_until};
+use crate::{SETTLE, Servers, kafka, read_topic, stack::service_vars, wait_until};
 
-/// How long a test waits for what it expects.
-pub const PATIENCE: Duration = Duration::from_secs(30);
+/// How long a test waits for what it expects: the same as the process-level tests.
+pub const PATIENCE: Duration = SETTLE;
 
 /// A running service.
 pub struct TestApp {
@@ -43,7 +40,7 @@ pub struct TestApp {
     stop: CancellationToken,
     running: Option<JoinHandle<anyhow::Result<()>>>,
     /// Dropped last, once the service has been told to stop.
-    _database: TestDatabase,
+    _database: ScratchDb,
 }
 
 impl TestApp {
@@ -62,22 +59,15 @@ impl TestApp {
         vars: &[(&str, &str)],
         clock: Clock,
     ) -> anyhow::Result<TestApp> {
-        let servers = Servers::shared();
-        let database = TestDatabase::create::<S>().await?;
+        let servers = Servers::from_env();
+        let database = database::<S>().await?;
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let topic = format!("test.{}.{id}", S::NAME);
-        create_topic(&servers.kafka, &topic).await?;
-        let mut all: Vec<(&str, &str)> = vec![
-            ("HOST", "127.0.0.1"),
-            ("PORT", "0"),
-            ("KAFKA_BOOTSTRAP", &servers.kafka),
-            ("KAFKA_TOPIC", &topic),
-            ("KAFKA_GROUP_PREFIX", &id),
-            ("DATABASE_URL", &database.url),
-            ("DATABASE_MAX_CONNECTIONS", "5"),
-        ];
-        all.extend_from_slice(vars);
-        let vars: Vars = all.into_iter().collect();
+        kafka::create_topic(&servers.kafka, &topic).await?;
+        let mut all = service_vars(&servers, &topic, &id, &database.name);
+        all.push(("PORT", "0".into()));
+        let all = all.iter().map(|(key, value)| (*key, value.as_str()));
+        let vars: Vars = all.chain(vars.iter().copied()).collect();
         let mut config = Config::from_vars(S::NAME, S::PORT, S::DATABASE, &vars)?;
         config.clock = clock;
         let mut test = TestApp {
@@ -172,20 +162,14 @@ impl TestApp {
 
     /// Publishes `event` as the service that emits it would: keyed by its order, typed.
     pub async fn publish(&self, event: &Envelope) -> anyhow::Result<()> {
-        let key = event.order_id.to_string();
-        let payload = event.to_json();
-        let record = FutureRecord::to(&self.topic)
-            .key(&key)
-            .payload(&payload)
-            .headers(OwnedHeaders::new().insert(Header {
-                key: "type",
-                value: Some(event.event.event_type().as_str()),
-            }));
-        self.producer
-            .send(record, Duration::from_secs(10))
-            .await
-            .map_err(|(error, _)| error)?;
-        Ok(())
+        kafka::publish(
+            &self.producer,
+            &self.topic,
+            &event.order_id.to_string(),
+            &event.to_json(),
+            Some(event.event.event_type().as_str()),
+        )
+        .await
     }
 
     /// Waits until the service has emitted an event of `event_type` for `order_id`.
@@ -240,57 +224,8 @@ impl TestApp {
 }
 
 /// A database of a test's own, migrated as service `S` migrates its own, and dropped with it.
-pub struct TestDatabase {
-    pub pool: sqlx::PgPool,
-    pub url: String,
-    servers: Servers,
-    name: String,
-}
-
-impl TestDatabase {
-    pub async fn create<S: Service>() -> anyhow::Result<TestDatabase> {
-        let servers = Servers::shared();
-        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-        let name = format!("test_{}_{id}", S::DATABASE);
-        let url = format!("{}/{name}", servers.postgres);
-        let config = Config::from_vars(
-            S::NAME,
-            S::PORT,
-            S::DATABASE,
-            &Vars::from_iter([("DATABASE_URL", url.as_str())]),
-        )?;
-        let pool = saga_runtime::db::connect(&config.database, S::migrations()).await?;
-        Ok(TestDatabase {
-            pool,
-            url,
-            servers,
-            name,
-        })
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let (postgres, database) = (self.servers.postgres.clone(), self.name.clone());
-        // Drop runs inside the test's runtime: the cleanup gets a thread and runtime of its own.
-        // It leaves the service's connections alone (they belong to the blocked runtime) and
-        // lets DROP ... WITH (FORCE) end them.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let admin = sqlx::PgPool::connect(&format!("{postgres}/postgres")).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
-                )))
-                .execute(&admin)
-                .await?;
-                anyhow::Ok(())
-            })
-        })
-        .join();
-    }
+pub async fn database<S: Service>() -> anyhow::Result<ScratchDb> {
+    ScratchDb::migrated(&format!("test_{}", S::DATABASE), S::migrations()).await
 }
 
 impl Drop for TestApp {

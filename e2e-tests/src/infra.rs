@@ -8,7 +8,7 @@
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, bail};
@@ -24,7 +24,35 @@ use rdkafka::{
     types::RDKafkaErrorCode,
 };
 
-use crate::{free_port, target_dir, wait_until};
+use crate::{binaries::target_dir, stack::free_port, wait_until};
+
+/// A server of a test's own, which the test crashes mid-flow and brings back.
+pub trait Crashable {
+    /// Crashes the server: the broker SIGKILLed, PostgreSQL stopped with `-m immediate`.
+    fn crash(&mut self) -> anyhow::Result<()>;
+    /// Starts it again on its data and waits until it serves.
+    fn restart(&mut self) -> impl Future<Output = anyhow::Result<()>>;
+}
+
+impl Crashable for PrivateKafka {
+    fn crash(&mut self) -> anyhow::Result<()> {
+        self.kill()
+    }
+
+    fn restart(&mut self) -> impl Future<Output = anyhow::Result<()>> {
+        PrivateKafka::restart(self)
+    }
+}
+
+impl Crashable for PrivatePostgres {
+    fn crash(&mut self) -> anyhow::Result<()> {
+        PrivatePostgres::crash(self)
+    }
+
+    fn restart(&mut self) -> impl Future<Output = anyhow::Result<()>> {
+        PrivatePostgres::restart(self)
+    }
+}
 
 /// A single-node KRaft broker, as `scripts/infra` runs one, on ports of its own.
 pub struct PrivateKafka {
@@ -318,21 +346,6 @@ fn postgres_bin() -> anyhow::Result<PathBuf> {
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
-}
-
-/// How long `what` takes to become true, polled every 50 ms, up to `timeout`.
-pub async fn time_until<F, Fut>(timeout: Duration, mut what: F) -> anyhow::Result<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    wait_until(timeout, || {
-        let check = what();
-        async move { check.await.then_some(()) }
-    })
-    .await?;
-    Ok(started.elapsed())
 }
 
 #[cfg(test)]

@@ -5,10 +5,8 @@ use std::{collections::HashMap, time::Duration};
 
 use anyhow::Context;
 
-use e2e_tests::{Stack, normalize, wait_until};
+use e2e_tests::{REJECTED_BY_DEADLINE_EVENTS, SETTLE, Stack, normalize, wait_until};
 use serde_json::{Value, json};
-
-const SETTLE: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn an_order_placed_while_exchange_is_down_is_rejected_and_its_expired_event_ignored()
@@ -20,13 +18,8 @@ async fn an_order_placed_while_exchange_is_down_is_rejected_and_its_expired_even
         "exchange stops cleanly on SIGTERM"
     );
 
-    let (status, order) = stack
-        .post(
-            "order",
-            "/orders",
-            &json!({ "holderId": "jjy", "amount": "500" }),
-        )
-        .await?;
+    let without_currency = json!({ "holderId": "jjy", "amount": "500" });
+    let (status, order) = stack.post("order", "/orders", &without_currency).await?;
     assert_eq!(status, 201, "{order}");
     let order_id = order["id"].as_i64().unwrap_or_default();
     let order = stack.settled(order_id, SETTLE).await?;
@@ -54,13 +47,7 @@ async fn an_order_placed_while_exchange_is_down_is_rejected_and_its_expired_even
     assert_eq!(ignored, ("IGNORED".into(), Some("expired".into())));
     assert_eq!(
         stack.saga_events(order_id).await?,
-        [
-            "OrderCreated",
-            "DeadlineReached",
-            "OrderRejected",
-            "ExchangeCompensated",
-            "PointRefunded"
-        ]
+        REJECTED_BY_DEADLINE_EVENTS
     );
     Ok(())
 }

@@ -1,11 +1,12 @@
 //! Seeing the saga (saga-rules §6): the saga view, its timeline page in a real browser, metrics.
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{path::PathBuf, process::Command};
 
-use e2e_tests::{Stack, wait_until};
+use e2e_tests::{
+    APPROVED_EVENTS, REJECTED_BY_DEADLINE_EVENTS, REJECTED_FOR_POINTS_EVENTS, SETTLE, Stack,
+    wait_until,
+};
 use serde_json::Value;
-
-const SETTLE: Duration = Duration::from_secs(30);
 
 fn types(view: &Value) -> Vec<&str> {
     view["events"]
@@ -80,15 +81,7 @@ async fn the_saga_view_tells_each_story_in_order_with_ignored_and_duplicate_even
     .await?;
 
     let view = saga(&stack, happy).await?;
-    assert_eq!(
-        types(&view),
-        [
-            "OrderCreated",
-            "ExchangeSucceed",
-            "PointUsed",
-            "OrderPlaced"
-        ]
-    );
+    assert_eq!(types(&view), APPROVED_EVENTS);
     assert_eq!(view["order"]["status"], "APPROVED");
     assert_eq!(view["deadlineStatus"]["status"], "CANCELLED");
     assert_eq!(view["exchange"]["status"], "EXCHANGED");
@@ -108,17 +101,7 @@ async fn the_saga_view_tells_each_story_in_order_with_ignored_and_duplicate_even
     );
 
     let view = saga(&stack, limited).await?;
-    assert_eq!(
-        types(&view),
-        [
-            "OrderCreated",
-            "ExchangeSucceed",
-            "PointUseFailed",
-            "OrderRejected",
-            "ExchangeCompensated",
-            "PointRefunded"
-        ]
-    );
+    assert_eq!(types(&view), REJECTED_FOR_POINTS_EVENTS);
     assert_eq!(view["order"]["status"], "REJECTED DUE TO POINT LIMIT");
     assert_eq!(view["exchange"]["status"], "COMPENSATED");
     assert_eq!(
@@ -127,16 +110,7 @@ async fn the_saga_view_tells_each_story_in_order_with_ignored_and_duplicate_even
     );
 
     let view = saga(&stack, late).await?;
-    assert_eq!(
-        types(&view),
-        [
-            "OrderCreated",
-            "DeadlineReached",
-            "OrderRejected",
-            "ExchangeCompensated",
-            "PointRefunded"
-        ]
-    );
+    assert_eq!(types(&view), REJECTED_BY_DEADLINE_EVENTS);
     assert_eq!(view["deadlineStatus"]["status"], "FIRED");
     assert_eq!(view["events"][1]["emittedBy"], "deadline");
     assert_eq!(view["events"][1]["afterDeadline"], true);
@@ -188,18 +162,13 @@ async fn a_browser_shows_the_timeline_of_a_finished_saga() -> anyhow::Result<()>
     let url = format!("{}/sagas/{order_id}", stack.url("gateway"));
 
     let dom = chromium(&["--dump-dom", &url])?;
-    for expected in [
+    let page = [
         "Saga of order",
         "REJECTED DUE TO POINT LIMIT",
         "id=\"deadline\"",
         "deadline ·",
-        "OrderCreated",
-        "ExchangeSucceed",
-        "PointUseFailed",
-        "OrderRejected",
-        "ExchangeCompensated",
-        "PointRefunded",
-    ] {
+    ];
+    for expected in page.into_iter().chain(REJECTED_FOR_POINTS_EVENTS) {
         assert!(dom.contains(expected), "{expected:?} missing from the page");
     }
     assert_eq!(
@@ -260,103 +229,42 @@ async fn metrics_count_what_happened() -> anyhow::Result<()> {
         stack.finished(*order_id, status, SETTLE).await?;
     }
 
-    // (service, metric, labels it must have, expected value)
-    type Expectation<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], f64);
-    let expectations: &[Expectation] = &[
-        ("order", "sagas_finished", &[("outcome", "APPROVED")], 3.0),
-        (
-            "order",
-            "sagas_finished",
-            &[("outcome", "REJECTED DUE TO POINT LIMIT")],
-            3.0,
-        ),
-        (
-            "order",
-            "sagas_finished",
-            &[("outcome", "REJECTED DUE TO DEADLINE")],
-            1.0,
-        ),
-        (
-            "order",
-            "saga_duration_seconds_count",
-            &[("outcome", "APPROVED")],
-            3.0,
-        ),
-        (
-            "order",
-            "messages_produced",
-            &[("app", "order-service"), ("job", "OrderCreated")],
-            7.0,
-        ),
-        ("order", "messages_produced", &[("job", "OrderPlaced")], 3.0),
-        (
-            "order",
-            "messages_produced",
-            &[("job", "OrderRejected")],
-            4.0,
-        ),
-        ("order", "messages_consumed", &[("job", "PointUsed")], 3.0),
-        (
-            "order",
-            "messages_consumed",
-            &[("job", "PointUseFailed")],
-            3.0,
-        ),
-        (
-            "order",
-            "messages_consumed",
-            &[("job", "PointRefunded")],
-            4.0,
-        ),
-        (
-            "exchange",
-            "messages_consumed",
-            &[("job", "OrderCreated")],
-            7.0,
-        ),
-        (
-            "exchange",
-            "messages_produced",
-            &[("job", "ExchangeSucceed")],
-            6.0,
-        ),
-        (
-            "exchange",
-            "events_ignored",
-            &[("job", "OrderCreated"), ("reason", "expired")],
-            1.0,
-        ),
-        ("point", "messages_produced", &[("job", "PointUsed")], 3.0),
-        (
-            "point",
-            "messages_produced",
-            &[("job", "PointUseFailed")],
-            3.0,
-        ),
-        (
-            "deadline",
-            "messages_produced",
-            &[("job", "DeadlineReached")],
-            1.0,
-        ),
-        ("deadline", "deadline_lateness_seconds_count", &[], 1.0),
-        (
-            "deadline",
-            "events_ignored",
-            &[
-                ("job", "OrderRejected"),
-                ("reason", "already fired or cancelled"),
-            ],
-            1.0,
-        ),
-    ];
-    for (service, name, labels, expected) in expectations {
+    // service | metric | labels it must have (label=value, comma-separated) | expected value
+    const EXPECTED: &str = "
+        order    | sagas_finished                  | outcome=APPROVED                    | 3
+        order    | sagas_finished                  | outcome=REJECTED DUE TO POINT LIMIT | 3
+        order    | sagas_finished                  | outcome=REJECTED DUE TO DEADLINE    | 1
+        order    | saga_duration_seconds_count     | outcome=APPROVED                    | 3
+        order    | messages_produced               | app=order-service,job=OrderCreated  | 7
+        order    | messages_produced               | job=OrderPlaced                     | 3
+        order    | messages_produced               | job=OrderRejected                   | 4
+        order    | messages_consumed               | job=PointUsed                       | 3
+        order    | messages_consumed               | job=PointUseFailed                  | 3
+        order    | messages_consumed               | job=PointRefunded                   | 4
+        exchange | messages_consumed               | job=OrderCreated                    | 7
+        exchange | messages_produced               | job=ExchangeSucceed                 | 6
+        exchange | events_ignored                  | job=OrderCreated,reason=expired     | 1
+        point    | messages_produced               | job=PointUsed                       | 3
+        point    | messages_produced               | job=PointUseFailed                  | 3
+        deadline | messages_produced               | job=DeadlineReached                 | 1
+        deadline | deadline_lateness_seconds_count |                                     | 1
+        deadline | events_ignored                  | job=OrderRejected,reason=already fired or cancelled | 1
+    ";
+    for row in EXPECTED.lines().filter(|row| !row.trim().is_empty()) {
+        let fields: Vec<&str> = row.split('|').map(str::trim).collect();
+        let [service, name, labels, expected] = fields[..] else {
+            anyhow::bail!("not a row of four fields: {row}");
+        };
+        let labels: Vec<(&str, &str)> = (labels.split(','))
+            .filter_map(|pair| pair.split_once('='))
+            .collect();
+        let expected: f64 = expected.parse()?;
         let value = wait_until(SETTLE, || async {
-            let value = stack.metric(service, name, labels).await.ok()?;
-            (value == *expected).then_some(value)
+            let value = stack.metric(service, name, &labels).await.ok()?;
+            (value == expected).then_some(value)
         })
         .await;
-        let actual = stack.metric(service, name, labels).await?;
+        let actual = stack.metric(service, name, &labels).await?;
         assert!(
             value.is_ok(),
             "{service} {name}{labels:?}: expected {expected}, got {actual}"

@@ -11,16 +11,15 @@ use std::{
 };
 
 use e2e_tests::{
-    SERVICES, Servers, Stack,
-    infra::{PrivateKafka, PrivatePostgres, time_until},
-    wait_until,
+    SERVICES, SETTLE, Servers, Stack, ids,
+    infra::{Crashable, PrivateKafka, PrivatePostgres},
+    time_until, wait_until,
 };
 use rdkafka::{
     ClientConfig,
     consumer::{BaseConsumer, Consumer},
 };
 
-const SETTLE: Duration = Duration::from_secs(90);
 const HOLDER: &str = "jjy";
 const BALANCE: i64 = 1_000_000;
 
@@ -28,27 +27,11 @@ const BALANCE: i64 = 1_000_000;
 async fn a_broker_killed_mid_flow_stops_no_saga_and_readiness_says_so_until_it_is_back()
 -> anyhow::Result<()> {
     let mut kafka = PrivateKafka::start("brokerkill").await?;
-    let servers = Servers {
-        kafka: kafka.bootstrap(),
-        ..Servers::shared()
-    };
+    let servers = Servers::from_env().with_kafka(kafka.bootstrap());
     let stack = Stack::start_on(servers, "brokerkill", &[("DEADLINE_MS", "4000")]).await?;
     stack.open_account(HOLDER, BALANCE).await?;
 
-    let (orders, recovered) = orders_during(&stack, async {
-        first_orders(&stack).await?;
-        kafka.kill()?;
-        for service in SERVICES {
-            wait_until(SETTLE, || async {
-                let (status, body) = stack.get(service, "/readyz").await.ok()?;
-                (status == 503 && body["kafka"] == false).then_some(())
-            })
-            .await?;
-        }
-        kafka.restart().await?;
-        time_until(SETTLE, || all_ready(&stack)).await
-    })
-    .await?;
+    let (orders, recovered) = orders_through_a_crash(&stack, &mut kafka, "kafka").await?;
     println!("every service ready {recovered:?} after the broker was back");
     approved_then_settled(&stack, orders, 1, "a broker restart").await
 }
@@ -59,10 +42,7 @@ async fn a_broker_killed_mid_flow_stops_no_saga_and_readiness_says_so_until_it_i
 async fn after_a_broker_pause_mid_flow_new_sagas_are_approved_in_time_and_none_is_stuck()
 -> anyhow::Result<()> {
     let kafka = PrivateKafka::start("brokerpause").await?;
-    let servers = Servers {
-        kafka: kafka.bootstrap(),
-        ..Servers::shared()
-    };
+    let servers = Servers::from_env().with_kafka(kafka.bootstrap());
     let stack = Stack::start_on(servers, "brokerpause", &[]).await?;
     stack.open_account(HOLDER, BALANCE).await?;
 
@@ -89,11 +69,8 @@ async fn a_sigterm_while_the_broker_is_paused_ends_the_process_within_its_bound(
 -> anyhow::Result<()> {
     const BOUND: Duration = Duration::from_secs(3);
     let kafka = PrivateKafka::start("termpause").await?;
-    let servers = Servers {
-        kafka: kafka.bootstrap(),
-        ..Servers::shared()
-    };
     let bound = BOUND.as_millis().to_string();
+    let servers = Servers::from_env().with_kafka(kafka.bootstrap());
     let mut stack = Stack::start_on(
         servers,
         "termpause",
@@ -124,40 +101,19 @@ async fn a_sigterm_while_the_broker_is_paused_ends_the_process_within_its_bound(
 
 #[tokio::test]
 async fn postgres_stopped_immediately_mid_flow_stops_no_saga() -> anyhow::Result<()> {
-    let postgres = PrivatePostgres::start("pgcrash").await?;
-    let servers = Servers {
-        postgres: postgres.url(),
-        ..Servers::shared()
-    };
+    let mut postgres = PrivatePostgres::start("pgcrash").await?;
+    let servers = Servers::from_env().with_postgres(postgres.url());
     let stack = Stack::start_on(servers, "pgcrash", &[("DEADLINE_MS", "4000")]).await?;
     stack.open_account(HOLDER, BALANCE).await?;
 
-    let (_, recovered) = orders_during(&stack, async {
-        first_orders(&stack).await?;
-        postgres.crash()?;
-        for service in SERVICES {
-            wait_until(SETTLE, || async {
-                let (status, body) = stack.get(service, "/readyz").await.ok()?;
-                (status == 503 && body["database"] == false).then_some(())
-            })
-            .await?;
-        }
-        postgres.restart().await?;
-        time_until(SETTLE, || all_ready(&stack)).await
-    })
-    .await?;
+    let (_, recovered) = orders_through_a_crash(&stack, &mut postgres, "database").await?;
     println!("every service ready {recovered:?} after PostgreSQL was back");
     let after = stack.order(HOLDER, 1, 10).await?;
     stack.finished(after, "APPROVED", SETTLE).await?;
 
     // A POST cut off by the crash may or may not have created its order: check them all.
     let (_, all) = stack.get("order", "/orders?limit=1000").await?;
-    let orders: Vec<i64> = all
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|order| order["id"].as_i64())
-        .collect();
+    let orders = ids(&all);
     let settled = stack
         .settle_and_check(HOLDER, BALANCE, &orders, SETTLE)
         .await?;
@@ -369,6 +325,37 @@ async fn orders_during<T>(
     };
     let (orders, result) = tokio::join!(placing, faulting);
     Ok((orders, result?))
+}
+
+/// Places orders all along while `server` crashes after the first ones and comes back: every
+/// service must first say that `dependency` is unreachable, then be ready again. Returns the
+/// orders the API accepted and how long the services took to be ready once the server was back.
+async fn orders_through_a_crash(
+    stack: &Stack,
+    server: &mut impl Crashable,
+    dependency: &str,
+) -> anyhow::Result<(Vec<i64>, Duration)> {
+    orders_during(stack, async {
+        first_orders(stack).await?;
+        server.crash()?;
+        every_service_unready_for(stack, dependency).await?;
+        server.restart().await?;
+        time_until(SETTLE, || all_ready(stack)).await
+    })
+    .await
+}
+
+/// Waits until every service answers its readiness probe with 503, saying `dependency` is
+/// unreachable.
+async fn every_service_unready_for(stack: &Stack, dependency: &str) -> anyhow::Result<()> {
+    for service in SERVICES {
+        wait_until(SETTLE, || async {
+            let (status, body) = stack.get(service, "/readyz").await.ok()?;
+            (status == 503 && body[dependency] == false).then_some(())
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 async fn all_ready(stack: &Stack) -> bool {

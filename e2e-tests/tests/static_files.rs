@@ -1,6 +1,6 @@
 //! Checks of what running the files does not show: that the docker-compose suite sets no variable
-//! the services ignore, publishes each port where its service listens and on loopback only, and
-//! runs the local broker's Kafka version. `scripts/compose-test` runs the compose file and the
+//! the services ignore, publishes each port of the local stack's table (`scripts/lib/ports`)
+//! where its service listens and on loopback only, and runs the local broker's Kafka version. `scripts/compose-test` runs the compose file and the
 //! `Dockerfile` for real.
 
 use std::{collections::BTreeSet, path::PathBuf};
@@ -75,13 +75,7 @@ fn text(value: &Value) -> String {
 fn the_compose_file_sets_only_variables_the_services_read_and_publishes_each_port_on_loopback() {
     let compose = compose();
     let read = variables_read();
-    for (name, port) in [
-        ("order", 8081),
-        ("exchange", 8082),
-        ("point", 8083),
-        ("deadline", 8084),
-        ("gateway", 8088),
-    ] {
+    for (name, port) in harness::ports::base_ports() {
         let service = &compose["services"][name];
         let ports: Vec<String> = service["ports"]
             .as_sequence()

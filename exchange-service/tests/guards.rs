@@ -4,7 +4,7 @@
 //! breaks this test even when the unit tests and the model checker stay green.
 
 use chrono::{Duration, Utc};
-use e2e_tests::in_process::TestDatabase;
+use e2e_tests::in_process;
 use exchange_service::{
     ExchangeService,
     domain::{self, Exchange, NewExchange, Status},
@@ -58,7 +58,7 @@ async fn exchange(conn: &mut PgConnection) -> anyhow::Result<Option<Exchange>> {
 
 #[tokio::test]
 async fn the_exchange_statement_records_only_where_the_domain_says() -> anyhow::Result<()> {
-    let database = TestDatabase::create::<ExchangeService>().await?;
+    let database = in_process::database::<ExchangeService>().await?;
     let mut conn = database.pool.acquire().await?;
     let point = Decimal::from(7);
     for expired in [false, true] {
@@ -100,7 +100,7 @@ async fn the_exchange_statement_records_only_where_the_domain_says() -> anyhow::
 
 #[tokio::test]
 async fn the_compensation_statement_leaves_what_the_domain_says() -> anyhow::Result<()> {
-    let database = TestDatabase::create::<ExchangeService>().await?;
+    let database = in_process::database::<ExchangeService>().await?;
     let mut conn = database.pool.acquire().await?;
     for row in rows() {
         let mut tx = conn.begin().await?;

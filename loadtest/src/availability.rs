@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use crate::gateway::Order;
+use harness::api::Order;
 
 /// The status of an order rejected by its deadline.
 pub const REJECTED_BY_DEADLINE: &str = "REJECTED DUE TO DEADLINE";

@@ -4,37 +4,16 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt, stream};
+use harness::api::{Account, Order, Record};
 use rust_decimal::Decimal;
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 /// The orders a holder can list in one request (the API's largest page).
 pub const MAX_PAGE: usize = 1000;
 /// Requests in flight at once when reading many things.
 pub const READERS: usize = 16;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Order {
-    pub id: i64,
-    pub holder_id: String,
-    pub amount: Decimal,
-    pub status: String,
-    /// For a rejected order: `PENDING` until the compensation chain has finished, then `DONE`.
-    pub compensation: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub deadline: DateTime<Utc>,
-}
-
-/// The exchange of one saga (`EXCHANGED` or `COMPENSATED`), or the point service's record of
-/// it (`USED`, `REFUNDED` or `REJECTED`): a status and the points involved.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Record {
-    pub status: String,
-    pub point: Decimal,
-}
 
 #[derive(Clone)]
 pub struct Gateway {
@@ -146,10 +125,6 @@ impl Gateway {
     }
 
     pub async fn balance(&self, user_id: &str) -> anyhow::Result<Decimal> {
-        #[derive(Deserialize)]
-        struct Account {
-            point: Decimal,
-        }
         let account: Account = self
             .get(&format!("/points/{user_id}"))
             .await?

@@ -1,29 +1,19 @@
 //! Load against a running stack: the chaos run and the benchmark.
 //!
 //! The pieces talk to the stack only as a user or an operator would: [`gateway`] through the
-//! public HTTP API, [`topic`] by reading the saga topic, [`metrics`] from the services'
+//! public HTTP API, `harness::topic` by reading the saga topic, [`metrics`] from the services'
 //! Prometheus pages, [`stack`] by calling the scripts that start and stop things
 //! (`scripts/service`, `scripts/infra`) and finding the processes they started, [`procfs`] by
 //! reading what Linux says about those processes. The decisions are pure and unit-tested: the
 //! orders and faults a seed stands for ([`plan`]), what the API and the topic must show once
-//! every saga has ended ([`invariants`]), which sagas the faults cost ([`availability`]), percentiles ([`percentiles`]) and the benchmark's
+//! every saga has ended (`harness::invariants`, which the end-to-end tests use too), which sagas the faults cost ([`availability`]), percentiles ([`percentiles`]) and the benchmark's
 //! chart ([`chart`]).
 
 pub mod availability;
 pub mod chart;
 pub mod gateway;
-pub mod invariants;
 pub mod metrics;
 pub mod percentiles;
 pub mod plan;
 pub mod procfs;
 pub mod stack;
-pub mod topic;
-
-/// An environment variable, or `default` when it is unset or empty.
-pub fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|value| !value.is_empty())
-        .unwrap_or_else(|| default.to_string())
-}

@@ -21,20 +21,6 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The HTTP port of instance `number` (from 1) of a service or the gateway, as
-/// `scripts/lib/stack.sh` assigns them: the service's port + 10 × (number − 1).
-pub fn port(service: &str, number: u32) -> Option<u16> {
-    let base = match service {
-        "order" => 8081,
-        "exchange" => 8082,
-        "point" => 8083,
-        "deadline" => 8084,
-        "gateway" => 8088,
-        _ => return None,
-    };
-    Some(base + 10 * (u16::try_from(number).ok()?.checked_sub(1)?))
-}
-
 pub struct Scripts {
     dir: PathBuf,
 }
@@ -197,15 +183,6 @@ fn parse_stack_env(text: &str) -> Option<StackEnv> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn instances_listen_ten_ports_apart_from_their_services_port() {
-        assert_eq!(port("order", 1), Some(8081));
-        assert_eq!(port("deadline", 2), Some(8094));
-        assert_eq!(port("gateway", 1), Some(8088));
-        assert_eq!(port("order", 0), None);
-        assert_eq!(port("billing", 1), None);
-    }
 
     #[test]
     fn the_stack_env_gives_the_build_and_the_instances() {

@@ -1,6 +1,6 @@
 //! The order service's SQL held to its domain's rules, against PostgreSQL.
 
-use e2e_tests::in_process::TestDatabase;
+use e2e_tests::in_process;
 use order_service::{
     OrderService,
     domain::{Compensation, Order, Status},
@@ -10,7 +10,7 @@ use sqlx::Connection;
 
 #[tokio::test]
 async fn the_retention_prunes_only_the_orders_the_domain_calls_finished() -> anyhow::Result<()> {
-    let database = TestDatabase::create::<OrderService>().await?;
+    let database = in_process::database::<OrderService>().await?;
     let mut conn = database.pool.acquire().await?;
     let [orders] = OrderService::RETAINED else {
         anyhow::bail!("the order service retains one table");

@@ -221,7 +221,7 @@ async fn an_event_that_always_fails_is_set_aside_after_its_attempts_and_the_rest
     app.emitted(8, EventType::PointUsed).await?;
     let letters = e2e_tests::wait_until(e2e_tests::in_process::PATIENCE, || async {
         let letters = e2e_tests::read_topic(
-            &e2e_tests::Servers::shared().kafka,
+            &e2e_tests::Servers::from_env().kafka,
             &format!("{}.DLT", app.topic),
         )
         .await

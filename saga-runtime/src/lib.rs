@@ -24,8 +24,8 @@ pub mod retention;
 pub mod retry;
 pub mod service;
 pub mod telemetry;
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use clock::Clock;
 pub use consumer::{EventHandler, Outcome};

@@ -2,20 +2,17 @@
 //! `PG_URL`, the local ones by default), a scratch database per test, a topic per test, and a
 //! handler with a few saga rules for the consumer's tests.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
-use common_events::{Envelope, Event, EventType, OrderId};
 use rdkafka::{
     ClientConfig,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
 };
-use sqlx::{PgConnection, PgPool, migrate::Migrator};
-use uuid::Uuid;
+use sqlx::{PgPool, migrate::Migrator};
 
-use crate::{EventHandler, Outcome, config::DatabaseConfig, db};
+use crate::{config::DatabaseConfig, db};
 
 pub fn kafka() -> String {
     std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
@@ -46,23 +43,29 @@ pub async fn create_topic(topic: &str, partitions: i32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A database of its own with the runtime's tables (outbox and inbox), dropped with it.
+/// A database of its own, migrated, dropped with it.
 pub struct ScratchDb {
     pub pool: PgPool,
     pub url: String,
-    name: String,
+    pub name: String,
 }
 
 impl ScratchDb {
+    /// A database with the runtime's tables (outbox and inbox) only.
     pub async fn create() -> anyhow::Result<ScratchDb> {
-        let name = unique("test_runtime");
+        ScratchDb::migrated("test_runtime", &Migrator::DEFAULT).await
+    }
+
+    /// A database named after `prefix`, with the runtime's tables and `migrations`.
+    pub async fn migrated(prefix: &str, migrations: &Migrator) -> anyhow::Result<ScratchDb> {
+        let name = unique(prefix);
         let config = DatabaseConfig {
             url: format!("{}/{name}", postgres()),
             max_connections: 5,
             statement_timeout: Duration::from_secs(10),
             idle_in_transaction_timeout: Duration::from_secs(10),
         };
-        let pool = db::connect(&config, &Migrator::DEFAULT)
+        let pool = db::connect(&config, migrations)
             .await
             .context("cannot create a scratch database")?;
         Ok(ScratchDb {
@@ -75,71 +78,92 @@ impl ScratchDb {
 
 impl Drop for ScratchDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime: the clean-up gets a thread and runtime of its
-        // own, and DROP ... WITH (FORCE) ends the pool's connections.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let admin = PgPool::connect(&format!("{}/postgres", postgres())).await?;
+        drop_databases(postgres(), vec![self.name.clone()]);
+    }
+}
+
+/// Drops `databases` on the server at `postgres` (a URL without a database), ending the
+/// sessions still connected to them. It is called from `Drop`, which runs inside the test's
+/// runtime: the clean-up gets a thread and a runtime of its own, and leaves the connections of
+/// the blocked runtime to `WITH (FORCE)`. A failure is ignored: the databases' names are
+/// unique, so one left behind disturbs no other test.
+pub fn drop_databases(postgres: String, databases: Vec<String>) {
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let admin = PgPool::connect(&format!("{postgres}/postgres")).await?;
+            for database in databases {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
                 )))
                 .execute(&admin)
                 .await?;
-                anyhow::Ok(())
-            })
+            }
+            anyhow::Ok(())
         })
-        .join();
+    })
+    .join();
+}
+
+/// A handler with a few saga rules, for the consumer's tests.
+#[cfg(test)]
+pub(crate) mod rules {
+    use std::{collections::HashMap, sync::Mutex};
+
+    use chrono::Utc;
+    use common_events::{Envelope, Event, EventType, OrderId};
+    use sqlx::PgConnection;
+    use uuid::Uuid;
+
+    use crate::{EventHandler, Outcome};
+
+    /// Places an order on `OrderCreated`, ignores `DeadlineReached`, fails on anything else;
+    /// remembers the order in which each saga's events were handled.
+    #[derive(Default)]
+    pub struct Handler {
+        pub handled: Mutex<HashMap<OrderId, Vec<Uuid>>>,
     }
-}
 
-/// Places an order on `OrderCreated`, ignores `DeadlineReached`, fails on anything else;
-/// remembers the order in which each saga's events were handled.
-#[derive(Default)]
-pub struct Handler {
-    pub handled: Mutex<HashMap<OrderId, Vec<Uuid>>>,
-}
+    impl EventHandler for Handler {
+        const CONSUMES: &'static [EventType] = &[
+            EventType::OrderCreated,
+            EventType::DeadlineReached,
+            EventType::OrderRejected,
+        ];
 
-impl EventHandler for Handler {
-    const CONSUMES: &'static [EventType] = &[
-        EventType::OrderCreated,
-        EventType::DeadlineReached,
-        EventType::OrderRejected,
-    ];
-
-    async fn handle(
-        &self,
-        _conn: &mut PgConnection,
-        events: &[&Envelope],
-    ) -> anyhow::Result<Vec<Outcome>> {
-        let outcomes = events
-            .iter()
-            .map(|event| match event.event {
-                Event::OrderCreated { .. } => Ok(Outcome::Applied(Some(Event::OrderPlaced))),
-                Event::DeadlineReached => Ok(Outcome::Ignored("late")),
-                _ => anyhow::bail!("no rule for {}", event.event.event_type()),
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let mut handled = self.handled.lock().unwrap();
-        for event in events {
-            handled
-                .entry(event.order_id)
-                .or_default()
-                .push(event.event_id);
+        async fn handle(
+            &self,
+            _conn: &mut PgConnection,
+            events: &[&Envelope],
+        ) -> anyhow::Result<Vec<Outcome>> {
+            let outcomes = events
+                .iter()
+                .map(|event| match event.event {
+                    Event::OrderCreated { .. } => Ok(Outcome::Applied(Some(Event::OrderPlaced))),
+                    Event::DeadlineReached => Ok(Outcome::Ignored("late")),
+                    _ => anyhow::bail!("no rule for {}", event.event.event_type()),
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let mut handled = self.handled.lock().unwrap();
+            for event in events {
+                handled
+                    .entry(event.order_id)
+                    .or_default()
+                    .push(event.event_id);
+            }
+            Ok(outcomes)
         }
-        Ok(outcomes)
     }
-}
 
-/// An `OrderCreated` of `order_id`, its deadline now.
-pub fn created(order_id: OrderId) -> Envelope {
-    let event = Event::OrderCreated {
-        holder_id: "jjy".into(),
-        currency_id: None,
-        amount: 500.into(),
-    };
-    Envelope::new(order_id, Utc::now(), event)
+    /// An `OrderCreated` of `order_id`, its deadline now.
+    pub fn created(order_id: OrderId) -> Envelope {
+        let event = Event::OrderCreated {
+            holder_id: "jjy".into(),
+            currency_id: None,
+            amount: 500.into(),
+        };
+        Envelope::new(order_id, Utc::now(), event)
+    }
 }

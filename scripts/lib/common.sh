@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# What every script shares: the repository's paths, waiting with a time limit, installing a
-# missing Debian package, and telling who holds a port. Sourced by infra.sh and stack.sh.
+# What every script shares: the repository's paths, the stack's ports, waiting with a time
+# limit, installing a missing Debian package, and telling who holds a port. Sourced by infra.sh and stack.sh.
 
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 INFRA_DIR=$ROOT/.local
@@ -20,6 +20,21 @@ wait_for() {
     sleep 0.2
   done
 }
+
+# The port of the first instance of service $1 (or the gateway), from the table the Rust harness
+# reads too (scripts/lib/ports).
+base_port() {
+  local port
+  port=$(awk -v name="$1" '!/^#/ && $1 == name { print $2 }' "$ROOT/scripts/lib/ports")
+  if [ -z "$port" ]; then
+    echo "unknown service '$1' (order, exchange, point, deadline or gateway)" >&2
+    return 2
+  fi
+  echo "$port"
+}
+
+# The port of the first instance of every service and the gateway, one a line.
+base_ports() { awk '!/^#/ && NF { print $2 }' "$ROOT/scripts/lib/ports"; }
 
 # True once process $1 has exited.
 gone() { ! kill -0 "$1" 2>/dev/null; }

@@ -38,13 +38,6 @@ remember_stack() {
 
 bin_dir() { echo "${CARGO_TARGET_DIR:-$ROOT/target}/$STACK_PROFILE"; }
 
-base_port() {
-  case "$1" in
-    order) echo 8081 ;; exchange) echo 8082 ;; point) echo 8083 ;; deadline) echo 8084 ;; gateway) echo 8088 ;;
-    *) echo "unknown service '$1' (order, exchange, point, deadline or gateway)" >&2; return 2 ;;
-  esac
-}
-
 # The port of instance $2 (default 1) of service $1.
 port_of() { local base; base=$(base_port "$1") || return 2; echo $((base + 10 * (${2:-1} - 1))); }
 

@@ -22,7 +22,7 @@
 //! 3. Once the last fault is healed, the run polls until every order has ended (and a
 //!    rejected one has finished compensating), for at most the settle timeout.
 //! 4. It reads every order, exchange, point record and balance through the gateway, and the
-//!    run's events from the topic, and checks them ([`loadtest::invariants`]).
+//!    run's events from the topic, and checks them ([`harness::invariants`]).
 //! 5. It counts the sagas the faults lost, put down to the fault that lost them
 //!    ([`loadtest::availability`]), and prints them fault by fault beside how long the faulty
 //!    part was unavailable.
@@ -40,13 +40,17 @@ use anyhow::Context;
 use chrono::Utc;
 use clap::{CommandFactory, Parser, error::ErrorKind};
 use futures::{StreamExt, TryStreamExt, stream};
+use harness::{
+    api::Order,
+    invariants::{self, Invariant, Observed, Outcome, Saga, Violation},
+    ports,
+    topic::Topic,
+};
 use loadtest::{
     availability::{self, FaultWindow, Losses},
-    gateway::{Gateway, Order, READERS},
-    invariants::{self, Invariant, Observed, Outcome, Saga, Violation},
+    gateway::{Gateway, READERS},
     plan::{self, BALANCE, Fault, FaultKind, Plan, Settings},
     stack::{self, Scripts},
-    topic::Topic,
 };
 use rust_decimal::Decimal;
 use tokio::task::JoinSet;
@@ -86,7 +90,7 @@ struct Options {
     #[arg(long, default_value_t = 120)]
     settle_timeout: u64,
     /// The gateway's address.
-    #[arg(long, default_value = "http://127.0.0.1:8088")]
+    #[arg(long, default_value_t = ports::gateway_url())]
     gateway: String,
     /// Prints the faults the seed and options plan, with their times and downtimes, and
     /// exits without running anything.

@@ -123,7 +123,10 @@ mod tests {
     use common_events::{Event, OrderId};
 
     use super::*;
-    use crate::testing::{Handler, ScratchDb, created};
+    use crate::testing::{
+        ScratchDb,
+        rules::{Handler, created},
+    };
 
     fn event(order_id: OrderId, event: Event) -> Envelope {
         Envelope::new(order_id, Utc::now(), event)

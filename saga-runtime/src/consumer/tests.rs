@@ -4,7 +4,11 @@
 use std::{collections::HashMap, time::Duration};
 
 use super::*;
-use crate::testing::{Handler, ScratchDb, create_topic, created, kafka, unique};
+use crate::testing::{
+    ScratchDb, create_topic, kafka,
+    rules::{Handler, created},
+    unique,
+};
 use chrono::Utc;
 use rdkafka::{
     ClientConfig, Offset, TopicPartitionList,

@@ -22,10 +22,8 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
-use loadtest::{
-    invariants::{self, Outcome},
-    percentiles::Percentiles,
-};
+use harness::invariants::{self, Outcome};
+use loadtest::percentiles::Percentiles;
 use serde::Serialize;
 use sqlx::{PgPool, postgres::PgPoolOptions};
 use tokio::time::Instant;

@@ -31,7 +31,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use loadtest::{gateway::Gateway, percentiles::Percentiles, procfs, topic::Event};
+use harness::topic::Event;
+use loadtest::{gateway::Gateway, percentiles::Percentiles, procfs};
 use rust_decimal::Decimal;
 use tokio::task::JoinSet;
 

@@ -37,13 +37,12 @@ use std::{
 use anyhow::Context;
 use clap::{CommandFactory, Parser, ValueEnum, error::ErrorKind};
 use futures::{StreamExt, TryStreamExt, stream};
+use harness::{Servers, ports, topic::Topic};
 use loadtest::{
-    env_or,
     gateway::{Gateway, READERS},
     metrics,
     procfs::{self, Process},
     stack::{self, Local, Scripts, StackEnv},
-    topic::Topic,
 };
 use rust_decimal::Decimal;
 use sqlx::{PgPool, postgres::PgPoolOptions};
@@ -91,7 +90,7 @@ struct Options {
     #[arg(long, default_value_t = 60)]
     settle_timeout: u64,
     /// The gateway's address.
-    #[arg(long, default_value = "http://127.0.0.1:8088")]
+    #[arg(long, default_value_t = ports::gateway_url())]
     gateway: String,
     /// Where every run's JSON and chart go, relative to the repository.
     #[arg(long, default_value = "target/bench")]
@@ -185,7 +184,7 @@ impl Bench {
     async fn sagas_ended(&self) -> anyhow::Result<u64> {
         let mut ended = 0.0;
         for n in 1..=self.env.instances {
-            let port = stack::port("deadline", n).context("no port for the deadline service")?;
+            let port = ports::port("deadline", n).context("no port for the deadline service")?;
             let page = metrics::scrape(&self.http, &format!("http://127.0.0.1:{port}")).await?;
             for event in ["OrderPlaced", "OrderRejected"] {
                 ended += metrics::sum(&page, "messages_consumed", &[("job", event)]);
@@ -249,7 +248,7 @@ async fn main() -> anyhow::Result<()> {
         println!("warning: {warning}");
     }
 
-    let pg_url = env_or("PG_URL", "postgres://saga:saga@127.0.0.1:5432");
+    let pg_url = Servers::from_env().postgres;
     let stats = PgPoolOptions::new()
         .max_connections(1)
         .connect(&format!("{pg_url}/postgres"))

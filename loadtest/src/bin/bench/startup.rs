@@ -12,7 +12,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use loadtest::{procfs, stack};
+use harness::ports;
+use loadtest::procfs;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -31,7 +32,7 @@ pub async fn measure(bench: &Bench) -> anyhow::Result<Vec<Startup>> {
     let mut figures = Vec::new();
     for (service, n) in bench.instances() {
         let name = instance_name(service, n);
-        let port = stack::port(service, n).with_context(|| format!("no port for {name}"))?;
+        let port = ports::port(service, n).with_context(|| format!("no port for {name}"))?;
         let path = if service == "gateway" {
             "/healthz"
         } else {

@@ -8,13 +8,19 @@
 //! cover every saga. The same event (one `eventId`) may be on the topic twice, when a relay
 //! crashed between publishing it and marking it published: at-least-once delivery allows it,
 //! and the inboxes apply it once. Two distinct events of one kind for one saga are a violation.
+//!
+//! The chaos run and the end-to-end tests both judge with [`check`]. The model checker
+//! (`saga-model/src/properties.rs`) states the same rules on a different kind of state: every
+//! reachable state of the handlers' decisions, typed with the services' domain enums and with
+//! facts no API shows (the first terminal status, a forward change after the deadline), not the
+//! strings and event ids a finished run leaves behind.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rust_decimal::Decimal;
 
 use crate::{
-    gateway::{Order, Record},
+    api::{Order, Record},
     topic::Event,
 };
 

@@ -1,6 +1,7 @@
-//! Reading the saga topic as it is: where each partition ends now, and every event published
-//! after such a mark. A run marks the ends when it starts, so the events of earlier runs on the
-//! same topic are never read.
+//! Reading the saga topic as it is: where each partition ends now, and every event (or raw
+//! message) published after such a mark. A chaos or benchmark run marks the ends when it
+//! starts, so the events of earlier runs on the same topic are never read; a test, whose topic
+//! is its own, reads it from the beginning.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -8,6 +9,7 @@ use anyhow::{Context, bail};
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
+    message::BorrowedMessage,
 };
 use serde::Deserialize;
 
@@ -46,7 +48,7 @@ impl Topic {
     /// the services' defaults.
     pub fn from_env() -> Topic {
         Topic {
-            bootstrap: crate::env_or("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+            bootstrap: crate::Servers::from_env().kafka,
             name: crate::env_or("KAFKA_TOPIC", "choreography.deadline"),
         }
     }
@@ -55,7 +57,7 @@ impl Topic {
         // No group is joined (partitions are assigned by hand), so nothing is committed.
         ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
-            .set("group.id", "loadtest-reader")
+            .set("group.id", "harness-reader")
             .set("enable.auto.commit", "false")
             .create()
             .with_context(|| format!("cannot create a Kafka consumer for {}", self.bootstrap))
@@ -94,20 +96,44 @@ impl Topic {
     /// each partition. A partition without a mark is read from its beginning; a message that
     /// is not an event is left out (the checks are about sagas).
     pub fn read_since(&self, marks: &Marks) -> anyhow::Result<Vec<Event>> {
+        self.read_messages_since(marks, |message| {
+            let mut event: Event = serde_json::from_slice(message.payload()?).ok()?;
+            event.published = message.timestamp().to_millis();
+            Some(event)
+        })
+    }
+
+    /// Every message published after `marks` up to the topic's current end, in order within
+    /// each partition, as `read` makes it; those it returns `None` for are left out. A
+    /// partition without a mark is read from its beginning.
+    pub fn read_messages_since<T>(
+        &self,
+        marks: &Marks,
+        mut read: impl FnMut(&BorrowedMessage<'_>) -> Option<T>,
+    ) -> anyhow::Result<Vec<T>> {
         let consumer = self.consumer()?;
         let ends = self.ends_with(&consumer)?;
         let mut assignment = TopicPartitionList::new();
         let mut remaining = HashMap::new();
         for (&partition, &end) in &ends {
-            let start = marks.get(&partition).copied().unwrap_or(0);
+            // A partition without a mark is read from the first message it still holds.
+            let start = match marks.get(&partition) {
+                Some(&mark) => mark,
+                None => {
+                    consumer
+                        .fetch_watermarks(&self.name, partition, TIMEOUT)
+                        .with_context(|| format!("cannot read the start of partition {partition}"))?
+                        .0
+                }
+            };
             if start < end {
                 assignment.add_partition_offset(&self.name, partition, Offset::Offset(start))?;
                 remaining.insert(partition, end);
             }
         }
-        let mut events = Vec::new();
+        let mut messages = Vec::new();
         if remaining.is_empty() {
-            return Ok(events);
+            return Ok(messages);
         }
         consumer.assign(&assignment)?;
         let started = std::time::Instant::now();
@@ -119,17 +145,11 @@ impl Topic {
                 continue;
             };
             let message = message.context("reading the topic")?;
-            if let Some(mut event) = message
-                .payload()
-                .and_then(|payload| serde_json::from_slice::<Event>(payload).ok())
-            {
-                event.published = message.timestamp().to_millis();
-                events.push(event);
-            }
+            messages.extend(read(&message));
             if remaining.get(&message.partition()) == Some(&(message.offset() + 1)) {
                 remaining.remove(&message.partition());
             }
         }
-        Ok(events)
+        Ok(messages)
     }
 }
