@@ -108,9 +108,9 @@ service_start() {
   port_free "$port" "$instance" || return 1
   mkdir -p "$LOGS" "$RUN"
   # The gateway spreads requests over every instance of each service. Each process runs one
-  # worker thread unless told otherwise: here seven processes share the machine's cores, and a
-  # second worker per process mostly hands tasks across threads (at 400 sagas/s, 3.82 and 3.87
-  # ms of CPU per saga with one, 4.01 and 4.12 with one per core).
+  # worker thread unless told otherwise: here several processes share the machine's cores, and
+  # a second worker per process mostly hands tasks across threads, costing CPU per saga (the
+  # README's performance section has the figures).
   TOKIO_WORKER_THREADS=${TOKIO_WORKER_THREADS:-1} PORT=$port \
     ORDER_URL=$(urls_of order) EXCHANGE_URL=$(urls_of exchange) POINT_URL=$(urls_of point) \
     DEADLINE_URL=$(urls_of deadline) \
