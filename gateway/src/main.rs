@@ -20,7 +20,12 @@ use axum::{
     http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
+use deadline_service::DeadlineService;
+use exchange_service::ExchangeService;
+use order_service::OrderService;
+use point_service::PointService;
 use saga_runtime::{
+    Service,
     config::{HttpConfig, LogFormat, Vars},
     http::{ErrorBody, ErrorCode, IDEMPOTENCY_KEY, PathParam, error_response, method_not_allowed},
 };
@@ -56,6 +61,14 @@ fn owner(segment: &str) -> Option<&'static str> {
         .map(|(_, service)| *service)
 }
 
+/// The gateway's port unless `PORT` says otherwise.
+const PORT: u16 = 8088;
+
+/// Where the gateway finds service `S` unless told otherwise: on this host, at its default port.
+fn local_url<S: Service>() -> String {
+    format!("http://127.0.0.1:{}", S::PORT)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let vars = Vars::from_env();
@@ -65,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
         request: vars.millis("UPSTREAM_TIMEOUT_MS", Duration::from_secs(10))?,
     };
     let shutdown_timeout = saga_runtime::config::shutdown_timeout(&vars)?;
-    let mut http = HttpConfig::from_vars(&vars, 8088)?;
+    let mut http = HttpConfig::from_vars(&vars, PORT)?;
     // An upstream that does not answer in time gets its own 504, naming it, before the
     // gateway's own timeout could answer a vaguer 503.
     http.timeout = http.timeout.max(timeouts.request + Duration::from_secs(1));
@@ -77,19 +90,19 @@ async fn main() -> anyhow::Result<()> {
     let upstreams = HashMap::from([
         upstream(
             "order",
-            vars.parse("ORDER_URL", "http://127.0.0.1:8081".to_string())?,
+            vars.parse("ORDER_URL", local_url::<OrderService>())?,
         )?,
         upstream(
             "exchange",
-            vars.parse("EXCHANGE_URL", "http://127.0.0.1:8082".to_string())?,
+            vars.parse("EXCHANGE_URL", local_url::<ExchangeService>())?,
         )?,
         upstream(
             "point",
-            vars.parse("POINT_URL", "http://127.0.0.1:8083".to_string())?,
+            vars.parse("POINT_URL", local_url::<PointService>())?,
         )?,
         upstream(
             "deadline",
-            vars.parse("DEADLINE_URL", "http://127.0.0.1:8084".to_string())?,
+            vars.parse("DEADLINE_URL", local_url::<DeadlineService>())?,
         )?,
     ]);
     let (routes, mut own_api) = router().split_for_parts();
@@ -367,4 +380,19 @@ fn error(status: StatusCode, code: ErrorCode, message: String) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_ports_are_the_local_stacks_port_table() {
+        use harness::ports::port;
+        assert_eq!(port("gateway", 1), Some(PORT));
+        assert_eq!(port("order", 1), Some(OrderService::PORT));
+        assert_eq!(port("exchange", 1), Some(ExchangeService::PORT));
+        assert_eq!(port("point", 1), Some(PointService::PORT));
+        assert_eq!(port("deadline", 1), Some(DeadlineService::PORT));
+    }
 }
