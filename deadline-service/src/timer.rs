@@ -84,7 +84,8 @@ impl Timer {
                     }
                 },
                 _ = self.clock.sleep_until(wake_at, MAX_SLEEP) => {
-                    next = Some(next.map_or(self.clock.now(), |at| at.min(self.clock.now())));
+                    let now = self.clock.now();
+                    next = Some(next.map_or(now, |at| at.min(now)));
                 }
             }
         }

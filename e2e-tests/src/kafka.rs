@@ -7,8 +7,6 @@ use anyhow::Context;
 use harness::topic::{Marks, Topic};
 use rdkafka::{
     ClientConfig, Message,
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
@@ -20,20 +18,7 @@ use crate::Stack;
 pub const PARTITIONS: i32 = 4;
 
 pub(crate) async fn create_topic(bootstrap: &str, topic: &str) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .with_context(|| format!("Kafka not reachable at {bootstrap}: run scripts/test"))?;
-    for result in results {
-        result.map_err(|(topic, code)| anyhow::anyhow!("cannot create {topic}: {code}"))?;
-    }
-    Ok(())
+    saga_runtime::testing::create_topic(bootstrap, topic, PARTITIONS).await
 }
 
 /// Publishes `payload` under `key`, with a `type` header when given, as the services' relays

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use harness::Servers;
 use rdkafka::{
     ClientConfig,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
@@ -15,11 +16,11 @@ use sqlx::{PgPool, migrate::Migrator};
 use crate::{config::DatabaseConfig, db};
 
 pub fn kafka() -> String {
-    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+    Servers::from_env().kafka
 }
 
 fn postgres() -> String {
-    std::env::var("PG_URL").unwrap_or_else(|_| "postgres://saga:saga@127.0.0.1:5432".into())
+    Servers::from_env().postgres
 }
 
 /// A name no other test uses.
@@ -30,14 +31,18 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// Creates `topic` with `partitions`.
-pub async fn create_topic(topic: &str, partitions: i32) -> anyhow::Result<()> {
+/// Creates `topic` with `partitions` on the broker at `bootstrap`.
+pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka())
+        .set("bootstrap.servers", bootstrap)
         .create()?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
-    for result in admin.create_topics(&topics, &options).await? {
+    let results = admin
+        .create_topics(&topics, &options)
+        .await
+        .with_context(|| format!("Kafka not reachable at {bootstrap}: run scripts/test"))?;
+    for result in results {
         result.map_err(|(topic, code)| anyhow::anyhow!("cannot create {topic}: {code}"))?;
     }
     Ok(())

@@ -111,7 +111,7 @@ mod tests {
     #[tokio::test]
     async fn a_message_set_aside_arrives_as_it_came_with_why_and_where_from_and_is_counted() {
         let topic = unique("test.dlt");
-        create_topic(&topic, 1).await.unwrap();
+        create_topic(&kafka(), &topic, 1).await.unwrap();
         let config = KafkaConfig {
             bootstrap: kafka(),
             topic: "test.saga".into(),

@@ -41,8 +41,10 @@ async fn eventually(what: &str, done: impl Fn() -> bool) {
 async fn every_event_is_finished_in_its_orders_order_and_committed_at_shutdown() {
     let db = ScratchDb::create().await.unwrap();
     let topic = unique("test.consumer");
-    create_topic(&topic, 3).await.unwrap();
-    create_topic(&format!("{topic}.DLT"), 1).await.unwrap();
+    create_topic(&kafka(), &topic, 3).await.unwrap();
+    create_topic(&kafka(), &format!("{topic}.DLT"), 1)
+        .await
+        .unwrap();
     let vars: crate::config::Vars = [
         ("KAFKA_BOOTSTRAP", kafka()),
         ("KAFKA_TOPIC", topic.clone()),
