@@ -5,32 +5,21 @@
 //! databases are dropped and its processes killed when it is dropped. The binaries are those
 //! `cargo build --workspace --bins` made, refused when older than their sources (`binaries`).
 
-use std::{
-    collections::HashMap,
-    net::TcpListener,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{collections::HashMap, path::PathBuf, process::Command, time::Duration};
 
-use anyhow::{Context, bail};
-use nix::{
-    sys::signal::{Signal, kill},
-    unistd::Pid,
+use anyhow::Context;
+pub use harness::local::services::SERVICES;
+use harness::{
+    ports::free_port,
+    process::{Process, START_OR_STOP},
 };
 
 use crate::{
     Servers,
     binaries::{binary, target_dir},
     databases::drop_databases,
-    kafka, wait_until,
+    kafka,
 };
-
-/// The services a stack runs, by short name.
-pub const SERVICES: [&str; 4] = ["order", "exchange", "point", "deadline"];
-
-/// How long a process may take to start answering, or to stop after SIGTERM.
-const START_OR_STOP: Duration = Duration::from_secs(30);
 
 /// One running copy of the suite.
 pub struct Stack {
@@ -41,7 +30,7 @@ pub struct Stack {
     env: Vec<(String, String)>,
     /// By instance name: a service's name, or another name for a second instance of it.
     ports: HashMap<String, u16>,
-    processes: HashMap<String, Child>,
+    processes: HashMap<String, Process>,
     pub(crate) logs: PathBuf,
     pub(crate) http: reqwest::Client,
 }
@@ -159,10 +148,6 @@ impl Stack {
     ) -> anyhow::Result<()> {
         let port = self.port_for(instance)?;
         let binary = binary(service)?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.logs.join(format!("{instance}.log")))?;
         let mut command = Command::new(&binary);
         let group_prefix = format!("{}-", self.id);
         command
@@ -178,10 +163,7 @@ impl Stack {
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
             .envs(self.env.iter().map(|(key, value)| (key, value)))
-            .env("PORT", port.to_string())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+            .env("PORT", port.to_string());
         if service == "gateway" {
             for upstream in SERVICES {
                 command.env(
@@ -191,10 +173,9 @@ impl Stack {
             }
         }
         command.envs(extra.iter().copied());
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        self.processes.insert(instance.to_string(), child);
+        let log = self.logs.join(format!("{instance}.log"));
+        let process = Process::spawn(command, &log, false)?;
+        self.processes.insert(instance.to_string(), process);
         Ok(())
     }
 
@@ -206,29 +187,14 @@ impl Stack {
             "/readyz"
         };
         let url = format!("{}{path}", self.url(service));
-        let started = std::time::Instant::now();
-        loop {
-            if let Some(child) = self.processes.get_mut(service)
-                && let Some(status) = child.try_wait()?
-            {
-                bail!(
-                    "{service} exited during start ({status}); see {}",
-                    self.logs.display()
-                );
-            }
-            if let Ok(answer) = self.http.get(&url).send().await
-                && answer.status().is_success()
-            {
-                return Ok(());
-            }
-            if started.elapsed() > START_OR_STOP {
-                bail!(
-                    "{service} not ready after {START_OR_STOP:?}; see {}",
-                    self.logs.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let process = self
+            .processes
+            .get_mut(service)
+            .with_context(|| format!("{service} was not started"))?;
+        process
+            .answering(&self.http, &url, service)
+            .await
+            .with_context(|| format!("see {}", self.logs.display()))
     }
 
     /// Starts a service that was stopped or killed, and waits until it is ready.
@@ -243,32 +209,32 @@ impl Stack {
 
     /// SIGKILL: the process dies at once, finishing nothing.
     pub fn kill(&mut self, service: &str) -> anyhow::Result<()> {
-        if let Some(mut child) = self.processes.remove(service) {
-            child.kill()?;
-            child.wait()?;
+        match self.processes.remove(service) {
+            Some(process) => process.kill(),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// SIGTERM, then waits for the graceful exit; returns whether it exited successfully.
     pub async fn stop(&mut self, service: &str) -> anyhow::Result<bool> {
-        let Some(child) = self.processes.remove(service) else {
+        let Some(process) = self.processes.remove(service) else {
             return Ok(true);
         };
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM)?;
-        let status = exited(child, START_OR_STOP)
+        let status = process
+            .terminate(START_OR_STOP)
             .await
             .with_context(|| format!("{service} did not stop after SIGTERM"))?;
-        Ok(status.success())
+        Ok(status.is_some_and(|status| status.success()))
     }
 
     /// Waits for a service to exit on its own (e.g. at a crash point); an error if it does not.
     pub async fn wait_exit(&mut self, service: &str, timeout: Duration) -> anyhow::Result<()> {
-        let child = self
+        let mut process = self
             .processes
             .remove(service)
             .with_context(|| format!("{service} is not running"))?;
-        exited(child, timeout)
+        process
+            .exited(timeout)
             .await
             .with_context(|| format!("{service} did not exit"))?;
         Ok(())
@@ -305,36 +271,10 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        for (_, mut child) in self.processes.drain() {
-            let _ = child.kill();
-            let _ = child.wait();
+        for (_, process) in self.processes.drain() {
+            let _ = process.kill();
         }
         let databases = SERVICES.iter().map(|s| self.database(s)).collect();
         drop_databases(self.servers.postgres.clone(), databases);
-    }
-}
-
-/// Waits up to `timeout` for `child` to exit, and returns how it did.
-async fn exited(mut child: Child, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
-    wait_until(timeout, || {
-        let status = child.try_wait();
-        async move { status.ok().flatten() }
-    })
-    .await
-}
-
-/// A port that is free now and not among `taken`. A port just released is handed out again,
-/// so ports of one stack must be told apart here: a stopped service keeps its port for its
-/// restart, and two services given the same port would answer for each other.
-pub(crate) fn free_port(taken: &[u16]) -> anyhow::Result<u16> {
-    // Listeners whose port was taken stay open, so the next bind gets another port.
-    let mut held = Vec::new();
-    loop {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
-        if !taken.contains(&port) {
-            return Ok(port);
-        }
-        held.push(listener);
     }
 }

@@ -2,13 +2,29 @@
 //! share, so that each is written once: the servers a stack runs against ([`Servers`]), the saga
 //! as the public API shows it ([`api`]), reading the saga topic ([`topic`]), the invariants of
 //! SPEC §4 judged on what those show, with exact decimals ([`invariants`]), the local stack's
-//! ports ([`ports`]) and the seed's walkthrough ([`walkthrough`]).
+//! ports ([`ports`]), the seed's walkthrough ([`walkthrough`]), the servers and processes a
+//! stack runs on ([`kafka_server`], [`postgres_server`], [`process`]), the local stack the
+//! scripts run with them ([`local`]) and waiting with a time limit ([`wait`]).
+
+use std::path::{Path, PathBuf};
 
 pub mod api;
 pub mod invariants;
+pub mod kafka_server;
+pub mod local;
 pub mod ports;
+pub mod postgres_server;
+pub mod process;
 pub mod topic;
+pub mod wait;
 pub mod walkthrough;
+
+/// The repository this crate was built from: its scripts, its `kafka/` configuration and its
+/// `.local/`.
+pub fn repository() -> PathBuf {
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR"));
+    harness.parent().unwrap_or(harness).to_path_buf()
+}
 
 /// The Kafka broker and PostgreSQL server a stack runs against.
 #[derive(Debug, Clone, PartialEq, Eq)]

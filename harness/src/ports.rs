@@ -1,5 +1,5 @@
 //! The local stack's HTTP ports, as the scripts start it: read from `scripts/lib/ports`, the
-//! one table the scripts read too.
+//! one table the scripts read too; and free ports, for a test's own stack.
 
 /// The table, as written in `scripts/lib/ports`.
 const TABLE: &str = include_str!("../../scripts/lib/ports");
@@ -26,6 +26,22 @@ pub fn port(service: &str, number: u32) -> Option<u16> {
 /// The gateway's address on the local stack.
 pub fn gateway_url() -> String {
     format!("http://127.0.0.1:{}", port("gateway", 1).unwrap_or(8088))
+}
+
+/// A local port that is free now and not among `taken`. A port just released is handed out
+/// again, so ports of one stack must be told apart here: a stopped service keeps its port for
+/// its restart, and two services given the same port would answer for each other.
+pub fn free_port(taken: &[u16]) -> std::io::Result<u16> {
+    // Listeners whose port was taken stay open, so the next bind gets another port.
+    let mut held = Vec::new();
+    loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        if !taken.contains(&port) {
+            return Ok(port);
+        }
+        held.push(listener);
+    }
 }
 
 #[cfg(test)]

@@ -8,10 +8,33 @@ use std::{collections::HashMap, time::Duration};
 use anyhow::{Context, bail};
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
     consumer::{BaseConsumer, Consumer},
     message::BorrowedMessage,
+    types::RDKafkaErrorCode,
 };
 use serde::Deserialize;
+
+/// Creates `topic` with `partitions` partitions, unless it exists.
+pub async fn create(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
+    let results = admin
+        .create_topics(&topics, &options)
+        .await
+        .with_context(|| format!("Kafka not reachable at {bootstrap}"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => bail!("cannot create {topic}: {code}"),
+        }
+    }
+    Ok(())
+}
 
 /// The offset each partition will give its next message: the partition's end.
 pub type Marks = HashMap<i32, i64>;

@@ -4,22 +4,18 @@
 //! and every line it prints can be replayed by hand. Its processes are found where the scripts
 //! leave their pids (`.local/run/`, and PostgreSQL's own `postmaster.pid`), for measuring them.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+pub use harness::{
+    local::{Local, StackEnv},
+    repository as repo_root,
+};
 
 use crate::{
     plan::{Fault, FaultKind, SERVICES},
     procfs::Process,
 };
-
-/// The repository this binary was built from: its scripts and its `.local/`.
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 pub struct Scripts {
     dir: PathBuf,
@@ -88,112 +84,34 @@ impl Scripts {
     }
 }
 
-/// What the scripts leave in `.local/`: the running stack's build and size, and its pids.
-pub struct Local {
-    root: PathBuf,
-}
-
-/// The build the stack runs and how many instances of each service (`.local/run/stack.env`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StackEnv {
-    pub profile: String,
-    pub instances: u32,
-}
-
-impl Local {
-    /// The `.local/` of the repository at `root`.
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Local { root: root.into() }
-    }
-
-    pub fn stack_env(&self) -> anyhow::Result<StackEnv> {
-        let path = self.root.join(".local/run/stack.env");
-        let text = fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {} (is the stack up?)", path.display()))?;
-        parse_stack_env(&text).with_context(|| format!("cannot parse {}: {text}", path.display()))
-    }
-
-    /// The pid of a running instance (`order-1`, `gateway`, `kafka`).
-    pub fn pid(&self, instance: &str) -> anyhow::Result<u32> {
-        let path = self.root.join(format!(".local/run/{instance}.pid"));
-        let pid = first_number(&path)?;
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            bail!(
-                "{instance} is not running (pid {pid} from {})",
-                path.display()
-            );
-        }
-        Ok(pid)
-    }
-
-    /// Every process of the stack: each instance of each service, the gateway, and the local
-    /// Kafka broker and PostgreSQL (the postmaster) when the scripts started them here.
-    pub fn processes(&self, env: &StackEnv) -> anyhow::Result<Vec<Process>> {
-        let mut names: Vec<String> = SERVICES
-            .iter()
-            .flat_map(|service| (1..=env.instances).map(move |n| format!("{service}-{n}")))
-            .collect();
-        names.push("gateway".into());
-        let mut processes = names
-            .into_iter()
-            .map(|name| {
-                Ok(Process {
-                    pid: self.pid(&name)?,
-                    name,
-                })
+/// Every process of the stack: each instance of each service, the gateway, and the local
+/// Kafka broker and PostgreSQL (the postmaster) when the scripts started them here.
+pub fn processes(local: &Local, env: &StackEnv) -> anyhow::Result<Vec<Process>> {
+    let mut names: Vec<String> = SERVICES
+        .iter()
+        .flat_map(|service| (1..=env.instances).map(move |n| format!("{service}-{n}")))
+        .collect();
+    names.push("gateway".into());
+    let mut processes = names
+        .into_iter()
+        .map(|name| {
+            Ok(Process {
+                pid: local.pid(&name)?,
+                name,
             })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        if let Ok(pid) = self.pid("kafka") {
-            processes.push(Process {
-                name: "kafka".into(),
-                pid,
-            });
-        }
-        // The first line of postmaster.pid is the postmaster's pid.
-        if let Ok(pid) = first_number(&self.root.join(".local/pg/data/postmaster.pid")) {
-            processes.push(Process {
-                name: "postgres".into(),
-                pid,
-            });
-        }
-        Ok(processes)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Ok(pid) = local.pid("kafka") {
+        processes.push(Process {
+            name: "kafka".into(),
+            pid,
+        });
     }
-}
-
-fn first_number(path: &Path) -> anyhow::Result<u32> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    text.lines()
-        .next()
-        .and_then(|line| line.trim().parse().ok())
-        .with_context(|| format!("no pid in {}", path.display()))
-}
-
-fn parse_stack_env(text: &str) -> Option<StackEnv> {
-    let value = |key: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
-    };
-    Some(StackEnv {
-        profile: value("STACK_PROFILE")?.to_string(),
-        instances: value("STACK_INSTANCES")?.parse().ok()?,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_stack_env_gives_the_build_and_the_instances() {
-        let env = parse_stack_env("STACK_PROFILE=release\nSTACK_INSTANCES=2\n");
-        assert_eq!(
-            env,
-            Some(StackEnv {
-                profile: "release".into(),
-                instances: 2
-            })
-        );
-        assert_eq!(parse_stack_env("STACK_PROFILE=debug\n"), None);
+    if let Ok(pid) = local.postmaster_pid() {
+        processes.push(Process {
+            name: "postgres".into(),
+            pid,
+        });
     }
+    Ok(processes)
 }

@@ -6,11 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use harness::Servers;
-use rdkafka::{
-    ClientConfig,
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
-};
 use sqlx::{PgPool, migrate::Migrator};
 
 use crate::{config::DatabaseConfig, db};
@@ -32,21 +27,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// Creates `topic` with `partitions` on the broker at `bootstrap`.
-pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
-    let results = admin
-        .create_topics(&topics, &options)
-        .await
-        .with_context(|| format!("Kafka not reachable at {bootstrap}: run scripts/test"))?;
-    for result in results {
-        result.map_err(|(topic, code)| anyhow::anyhow!("cannot create {topic}: {code}"))?;
-    }
-    Ok(())
-}
+pub use harness::topic::create as create_topic;
 
 /// A database of its own, migrated, dropped with it.
 pub struct ScratchDb {

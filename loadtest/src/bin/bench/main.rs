@@ -145,7 +145,7 @@ const DATABASES: [&str; 4] = ["order", "exchange", "point", "deadline"];
 impl Bench {
     /// Every process of the stack now (pids change when an instance restarts).
     fn processes(&self) -> anyhow::Result<Vec<Process>> {
-        self.local.processes(&self.env)
+        stack::processes(&self.local, &self.env)
     }
 
     /// Service instances and the gateway: the processes whose start-up and memory count.

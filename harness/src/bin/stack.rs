@@ -1,0 +1,175 @@
+//! The local stack's processes, started, stopped, crashed and paused: what `scripts/up`,
+//! `down`, `service` and `infra` run once they have installed and built what is needed. The
+//! binaries it starts are those of its own build (`target/debug` or `target/release`).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use harness::{
+    local::{
+        Local,
+        services::{Running, SERVICES, instance},
+    },
+    repository,
+};
+use nix::sys::signal::Signal;
+
+#[derive(Parser)]
+#[command(
+    name = "stack",
+    about = "The local stack: Kafka, PostgreSQL, the services, the gateway"
+)]
+enum Stack {
+    /// Starts Kafka and PostgreSQL if needed, the services and the gateway.
+    Up {
+        /// Instances of each service: order on :8081, :8091, ..., exchange on :8082, ...
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+        instances: u32,
+        /// Stops the services that run first, whatever they are.
+        #[arg(long, conflicts_with = "reshape")]
+        restart: bool,
+        /// Stops the services that run first if they are of another build or size.
+        #[arg(long)]
+        reshape: bool,
+    },
+    /// Stops the gateway and the services (SIGTERM), then Kafka and PostgreSQL; data is kept.
+    Down,
+    /// One instance of a service, or the gateway.
+    Service {
+        action: Action,
+        /// order, exchange, point, deadline or gateway.
+        name: String,
+        /// The instance, from 1.
+        #[arg(default_value_t = 1)]
+        number: u32,
+    },
+    /// Kafka and PostgreSQL alone.
+    Infra {
+        #[command(subcommand)]
+        command: Infra,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Action {
+    /// Starts it, and Kafka and PostgreSQL if needed.
+    Start,
+    /// SIGTERM: it finishes what it started and exits.
+    Stop,
+    /// SIGKILL, as in a crash.
+    Kill,
+    Restart,
+    /// SIGSTOP, as a long GC pause or a stalled VM.
+    Pause,
+    /// SIGCONT.
+    Resume,
+}
+
+#[derive(Subcommand)]
+enum Infra {
+    Up,
+    Down,
+    Status,
+    /// A crash: SIGKILL of the broker, or PostgreSQL stopped with `pg_ctl stop -m immediate`.
+    Kill {
+        server: Server,
+    },
+    /// SIGSTOP of the broker.
+    Pause {
+        server: Broker,
+    },
+    /// SIGCONT of the broker.
+    Resume {
+        server: Broker,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Server {
+    Kafka,
+    Postgres,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Broker {
+    Kafka,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    match run(Stack::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Stack) -> anyhow::Result<()> {
+    let local = Local::new(repository());
+    match command {
+        Stack::Up {
+            instances,
+            restart,
+            reshape,
+        } => {
+            let running = match (restart, reshape) {
+                (true, _) => Running::Restart,
+                (_, true) => Running::Reshape,
+                _ => Running::Keep,
+            };
+            local.up(instances, running).await
+        }
+        Stack::Down => local.down().await,
+        Stack::Service {
+            action,
+            name,
+            number,
+        } => {
+            let instances = local.stack_env().map_or(1, |env| env.instances);
+            let limit = if name == "gateway" { 1 } else { instances };
+            if name != "gateway" && !SERVICES.contains(&name.as_str()) {
+                anyhow::bail!(
+                    "unknown service '{name}' (order, exchange, point, deadline or gateway)"
+                );
+            }
+            if !(1..=limit).contains(&number) {
+                anyhow::bail!(
+                    "there is no {name} {number}: the stack runs {limit} instance(s) of it \
+                     (INSTANCES=N scripts/up)"
+                );
+            }
+            let instance = instance(&name, number);
+            match action {
+                Action::Start => {
+                    local.infra_up().await?;
+                    local.start(&name, number).await
+                }
+                Action::Stop => local.stop(&instance).await,
+                Action::Kill => local.kill(&instance),
+                Action::Restart => {
+                    local.stop(&instance).await?;
+                    local.infra_up().await?;
+                    local.start(&name, number).await
+                }
+                Action::Pause => local.signal(&instance, Signal::SIGSTOP),
+                Action::Resume => local.signal(&instance, Signal::SIGCONT),
+            }
+        }
+        Stack::Infra { command } => match command {
+            Infra::Up => local.infra_up().await,
+            Infra::Down => local.infra_down().await,
+            Infra::Status => {
+                local.infra_status();
+                Ok(())
+            }
+            Infra::Kill {
+                server: Server::Kafka,
+            } => local.kill_kafka(),
+            Infra::Kill {
+                server: Server::Postgres,
+            } => local.crash_postgres(),
+            Infra::Pause { .. } => local.signal_kafka(Signal::SIGSTOP),
+            Infra::Resume { .. } => local.signal_kafka(Signal::SIGCONT),
+        },
+    }
+}
