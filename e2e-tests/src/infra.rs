@@ -82,17 +82,17 @@ impl PrivateKafka {
 
     /// SIGSTOP: the broker stops answering, its connections open, as in a long GC pause or a
     /// stalled VM; [`resume`](Self::resume) ends it.
-    pub fn pause(&self) -> anyhow::Result<()> {
+    pub fn pause(&mut self) -> anyhow::Result<()> {
         self.signal(Signal::SIGSTOP)
     }
 
-    pub fn resume(&self) -> anyhow::Result<()> {
+    pub fn resume(&mut self) -> anyhow::Result<()> {
         self.signal(Signal::SIGCONT)
     }
 
-    fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+    fn signal(&mut self, signal: Signal) -> anyhow::Result<()> {
         self.process
-            .as_ref()
+            .as_mut()
             .context("the broker is not running")?
             .signal(signal)
     }

@@ -41,7 +41,7 @@ async fn a_broker_killed_mid_flow_stops_no_saga_and_readiness_says_so_until_it_i
 #[tokio::test]
 async fn after_a_broker_pause_mid_flow_new_sagas_are_approved_in_time_and_none_is_stuck()
 -> anyhow::Result<()> {
-    let kafka = PrivateKafka::start("brokerpause").await?;
+    let mut kafka = PrivateKafka::start("brokerpause").await?;
     let servers = Servers::from_env().with_kafka(kafka.bootstrap());
     let stack = Stack::start_on(servers, "brokerpause", &[]).await?;
     stack.open_account(HOLDER, BALANCE).await?;
@@ -68,7 +68,7 @@ async fn after_a_broker_pause_mid_flow_new_sagas_are_approved_in_time_and_none_i
 async fn a_sigterm_while_the_broker_is_paused_ends_the_process_within_its_bound()
 -> anyhow::Result<()> {
     const BOUND: Duration = Duration::from_secs(3);
-    let kafka = PrivateKafka::start("termpause").await?;
+    let mut kafka = PrivateKafka::start("termpause").await?;
     let bound = BOUND.as_millis().to_string();
     let servers = Servers::from_env().with_kafka(kafka.bootstrap());
     let mut stack = Stack::start_on(

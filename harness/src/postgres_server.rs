@@ -11,6 +11,8 @@ use std::{
 
 use anyhow::{Context, bail};
 
+use crate::process::tail;
+
 pub struct PostgresServer {
     /// Its `data/` and the `run/` that holds its socket.
     pub dir: PathBuf,
@@ -119,13 +121,6 @@ impl PostgresServer {
             .arg(self.data())
             .args(args))
     }
-}
-
-/// The last `lines` lines of a log, for an error message.
-pub fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// The `bin` directory of the newest PostgreSQL server installed.

@@ -78,7 +78,13 @@ impl Process {
     }
 
     /// Sends `signal`, as SIGSTOP pauses it (a long GC pause, a stalled VM) and SIGCONT resumes.
-    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+    /// Never to a child this program has reaped: its pid may be another process's by now.
+    pub fn signal(&mut self, signal: Signal) -> anyhow::Result<()> {
+        if let Some(child) = &mut self.child
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            bail!("pid {} has exited ({status})", self.pid);
+        }
         self.signal_raw(Some(signal))
             .with_context(|| format!("cannot send {signal} to pid {}", self.pid))
     }
@@ -89,13 +95,17 @@ impl Process {
         Ok(kill(Pid::from_raw(pid), signal)?)
     }
 
-    /// SIGKILL, as in a crash; returns once it has exited.
+    /// SIGKILL, as in a crash; returns once it has exited (at once if it had).
     pub fn kill(mut self) -> anyhow::Result<()> {
-        self.signal(Signal::SIGKILL)?;
         if let Some(child) = &mut self.child {
+            child.kill()?;
             child.wait()?;
             return Ok(());
         }
+        if !self.running() {
+            return Ok(());
+        }
+        self.signal(Signal::SIGKILL)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.running() {
             if Instant::now() > deadline {
@@ -110,6 +120,9 @@ impl Process {
     /// waits up to `patience` for it to exit: its exit status when this program started it.
     /// One that is still running then is killed, and that is an error.
     pub async fn terminate(mut self, patience: Duration) -> anyhow::Result<Option<ExitStatus>> {
+        if !self.running() {
+            return self.exited(Duration::ZERO).await;
+        }
         self.signal(Signal::SIGTERM)?;
         let _ = self.signal(Signal::SIGCONT);
         match self.exited(patience).await {
@@ -166,6 +179,13 @@ impl Process {
     }
 }
 
+/// The last `lines` lines of a log, for an error message.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +238,25 @@ mod tests {
         process.kill().expect("it dies");
         assert!(!adopted.running());
         assert!(adopted.exited(Duration::from_secs(1)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_child_that_has_exited_gets_no_signal_and_its_status_is_kept() {
+        let log = std::env::temp_dir().join(format!("process-{}.log", uuid::Uuid::new_v4()));
+        let mut command = Command::new("bash");
+        command.args(["-c", "exit 5"]);
+        let mut process = Process::spawn(command, &log, false).expect("bash starts");
+        let status = process
+            .exited(Duration::from_secs(10))
+            .await
+            .expect("it exits");
+        assert_eq!(status.and_then(|status| status.code()), Some(5));
+        assert!(process.signal(Signal::SIGSTOP).is_err());
+        let status = process
+            .terminate(START_OR_STOP)
+            .await
+            .expect("it had ended");
+        assert_eq!(status.and_then(|status| status.code()), Some(5));
+        let _ = std::fs::remove_file(&log);
     }
 }

@@ -97,7 +97,7 @@ impl Local {
             if let Err(error) = kafka.ready(&mut broker, &topics).await {
                 bail!(
                     "kafka: {error:#}; the end of its log:\n{}",
-                    crate::postgres_server::tail(&kafka.log, 40)
+                    crate::process::tail(&kafka.log, 40)
                 );
             }
             println!(
@@ -164,7 +164,7 @@ impl Local {
 
     /// SIGSTOP or SIGCONT of the local broker, as a long GC pause or a stalled VM would.
     pub fn signal_kafka(&self, signal: Signal) -> anyhow::Result<()> {
-        let broker = self
+        let mut broker = self
             .running("kafka")
             .context("kafka: no local broker is running")?;
         broker.signal(signal)?;

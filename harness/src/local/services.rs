@@ -15,8 +15,7 @@ use super::{
 };
 use crate::{
     ports::{gateway_url, port},
-    postgres_server::tail,
-    process::{Process, START_OR_STOP},
+    process::{Process, START_OR_STOP, tail},
 };
 
 /// The services, by short name.
@@ -180,7 +179,7 @@ impl Local {
 
     /// SIGSTOP or SIGCONT of an instance.
     pub fn signal(&self, instance: &str, signal: Signal) -> anyhow::Result<()> {
-        let process = self
+        let mut process = self
             .running(instance)
             .with_context(|| format!("{instance} is not running"))?;
         process.signal(signal)?;
