@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use harness::{
-    kafka_server::KafkaServer, ports::free_port, postgres_server::PostgresServer, process::Process,
+    kafka_server::{KafkaServer, Place},
+    ports::free_port,
+    postgres_server::PostgresServer,
+    process::Process,
 };
 use nix::sys::signal::Signal;
 
@@ -42,39 +45,66 @@ impl Crashable for PrivatePostgres {
     }
 }
 
-/// A single-node KRaft broker, as `scripts/infra` runs one, on ports of its own.
+/// A KRaft cluster of one node or three, as `scripts/infra` runs one, on ports of its own. The
+/// calls without a node number act on node 1, the only one of a single broker.
 pub struct PrivateKafka {
-    server: KafkaServer,
-    process: Option<Process>,
+    nodes: Vec<(KafkaServer, Option<Process>)>,
 }
 
 impl PrivateKafka {
-    /// Formats a fresh data directory and starts the broker; returns once it serves requests.
+    /// A single broker, formatted afresh; returns once it serves requests.
     pub async fn start(name: &str) -> anyhow::Result<PrivateKafka> {
+        PrivateKafka::cluster(name, 1).await
+    }
+
+    /// A cluster of `size` nodes, formatted afresh; returns once every node serves requests.
+    pub async fn cluster(name: &str, size: u32) -> anyhow::Result<PrivateKafka> {
         let dir = fresh_dir(&format!("kafka-{name}"))?;
-        let port = free_port(&[])?;
-        let server = KafkaServer {
-            log: dir.join("broker.log"),
-            dir,
-            port,
-            controller_port: free_port(&[port])?,
-        };
-        server.prepare().await?;
-        let mut kafka = PrivateKafka {
-            server,
-            process: None,
-        };
-        kafka.restart().await?;
+        let mut taken = Vec::new();
+        let servers = KafkaServer::cluster(size, |id| {
+            let port = free_port(&taken)?;
+            taken.push(port);
+            let controller_port = free_port(&taken)?;
+            taken.push(controller_port);
+            Ok(Place {
+                dir: dir.join(format!("node-{id}")),
+                log: dir.join(format!("node-{id}.log")),
+                port,
+                controller_port,
+            })
+        })?;
+        let cluster_id = KafkaServer::cluster_id(&servers);
+        let mut kafka = PrivateKafka { nodes: Vec::new() };
+        for server in servers {
+            server.prepare(&cluster_id).await?;
+            let process = server.spawn(false)?;
+            kafka.nodes.push((server, Some(process)));
+        }
+        for (server, process) in &mut kafka.nodes {
+            if let Some(process) = process {
+                server.ready(process, &[("ready", 1)]).await?;
+            }
+        }
         Ok(kafka)
     }
 
+    /// The bootstrap list of every node.
     pub fn bootstrap(&self) -> String {
-        self.server.bootstrap()
+        let all: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|(server, _)| server.bootstrap())
+            .collect();
+        all.join(",")
     }
 
     /// SIGKILL: the broker dies at once, as in a crash.
     pub fn kill(&mut self) -> anyhow::Result<()> {
-        match self.process.take() {
+        self.kill_node(1)
+    }
+
+    pub fn kill_node(&mut self, node: u32) -> anyhow::Result<()> {
+        match self.node(node)?.1.take() {
             Some(process) => process.kill(),
             None => Ok(()),
         }
@@ -83,15 +113,16 @@ impl PrivateKafka {
     /// SIGSTOP: the broker stops answering, its connections open, as in a long GC pause or a
     /// stalled VM; [`resume`](Self::resume) ends it.
     pub fn pause(&mut self) -> anyhow::Result<()> {
-        self.signal(Signal::SIGSTOP)
+        self.signal(1, Signal::SIGSTOP)
     }
 
     pub fn resume(&mut self) -> anyhow::Result<()> {
-        self.signal(Signal::SIGCONT)
+        self.signal(1, Signal::SIGCONT)
     }
 
-    fn signal(&mut self, signal: Signal) -> anyhow::Result<()> {
-        self.process
+    fn signal(&mut self, node: u32, signal: Signal) -> anyhow::Result<()> {
+        self.node(node)?
+            .1
             .as_mut()
             .context("the broker is not running")?
             .signal(signal)
@@ -99,16 +130,32 @@ impl PrivateKafka {
 
     /// Starts the broker on its data (after [`kill`](Self::kill)) and waits until it serves.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        let process = self.process.insert(self.server.spawn(false)?);
-        self.server.ready(process, &[("ready", 1)]).await
+        self.restart_node(1).await
+    }
+
+    pub async fn restart_node(&mut self, node: u32) -> anyhow::Result<()> {
+        let (server, process) = self.node(node)?;
+        let process = process.insert(server.spawn(false)?);
+        server.ready(process, &[("ready", 1)]).await
+    }
+
+    fn node(&mut self, node: u32) -> anyhow::Result<&mut (KafkaServer, Option<Process>)> {
+        let index = usize::try_from(node)?.checked_sub(1);
+        index
+            .and_then(|index| self.nodes.get_mut(index))
+            .with_context(|| format!("there is no node {node}"))
     }
 }
 
 impl Drop for PrivateKafka {
     fn drop(&mut self) {
-        let _ = self.resume();
-        let _ = self.kill();
-        remove_keeping_log(&self.server.dir, &self.server.log);
+        for (server, process) in &mut self.nodes {
+            if let Some(mut process) = process.take() {
+                let _ = process.signal(Signal::SIGCONT);
+                let _ = process.kill();
+            }
+            remove_keeping_log(&server.dir, &server.log);
+        }
     }
 }
 
@@ -143,15 +190,22 @@ impl Drop for PrivatePostgres {
     }
 }
 
-/// Removes a server's directory, first copying its log to `e2e-logs/<directory name>.log`.
+/// Removes a server's directory, first copying its log to `e2e-logs/<log's directory and
+/// name>.log`; then its parent too, if that is left empty.
 fn remove_keeping_log(dir: &Path, log: &Path) {
-    if let (Ok(logs), Some(name)) = (target_dir(), dir.file_name()) {
-        let kept = logs
-            .join("e2e-logs")
-            .join(format!("{}.log", name.to_string_lossy()));
+    let parent = log.parent().and_then(Path::file_name);
+    if let (Ok(logs), Some(parent), Some(name)) = (target_dir(), parent, log.file_name()) {
+        let kept = logs.join("e2e-logs").join(format!(
+            "{}-{}",
+            parent.to_string_lossy(),
+            name.to_string_lossy()
+        ));
         let _ = std::fs::copy(log, kept);
     }
     let _ = std::fs::remove_dir_all(dir);
+    if let Some(parent) = log.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
 }
 
 fn fresh_dir(name: &str) -> anyhow::Result<PathBuf> {

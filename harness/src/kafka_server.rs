@@ -1,7 +1,16 @@
-//! A single-node KRaft broker from the jars Maven resolved into `.local/kafka/libs` (the scripts
-//! do that: `kafka_jars` in `scripts/lib/infra.sh`), configured by `kafka/server.properties`
-//! with ports and a data directory of its own: the local stack's broker (`scripts/infra`) and
-//! the broker a test crashes (`e2e_tests::infra`) are both this.
+//! A KRaft cluster of one or three nodes from the jars Maven resolved into `.local/kafka/libs`
+//! (the scripts do that: `kafka_jars` in `scripts/lib/infra.sh`), configured by
+//! `kafka/server.properties` and, for each node, its id, ports, data directory and the
+//! cluster's replication: the local stack's brokers (`scripts/infra`) and those a test crashes
+//! (`e2e_tests::infra`) are both this.
+//!
+//! Every node is both a broker and a controller, as the distribution's single-node quickstart
+//! runs one: three nodes make a quorum of three voters, which survives one node lost, in three
+//! JVMs rather than six on a machine of two cores. Production runs its controllers apart, so
+//! that a busy broker cannot delay the quorum; the rules of replication are the same.
+//! On three nodes, topics are replicated three times and a write is acknowledged once two
+//! replicas have it (`min.insync.replicas=2`, the producers' `acks=all`); an out-of-sync
+//! replica is never elected leader (`unclean.leader.election.enable=false`).
 
 use std::{
     path::{Path, PathBuf},
@@ -17,17 +26,78 @@ use crate::{process::Process, repository, topic, wait::wait_until};
 /// How long a broker may take to serve requests after it was started.
 const START: Duration = Duration::from_secs(90);
 
+/// The address every node listens on.
+const HOST: &str = "127.0.0.1";
+
+/// One node of a cluster.
 pub struct KafkaServer {
+    /// Its `node.id`, from 1.
+    pub id: u32,
     /// Its `server.properties` and its `data/`.
     pub dir: PathBuf,
     pub port: u16,
     pub controller_port: u16,
     pub log: PathBuf,
+    /// The id and controller port of every node of its cluster, itself among them.
+    pub voters: Vec<(u32, u16)>,
+}
+
+/// Where node `id` of a cluster lives: its directory, its log, its port and its controller's.
+pub struct Place {
+    pub dir: PathBuf,
+    pub log: PathBuf,
+    pub port: u16,
+    pub controller_port: u16,
 }
 
 impl KafkaServer {
+    /// The nodes of a cluster of `size`, node N (from 1) where `place(N)` says.
+    pub fn cluster(
+        size: u32,
+        mut place: impl FnMut(u32) -> anyhow::Result<Place>,
+    ) -> anyhow::Result<Vec<KafkaServer>> {
+        let places: Vec<(u32, Place)> = (1..=size)
+            .map(|id| Ok((id, place(id)?)))
+            .collect::<anyhow::Result<_>>()?;
+        let voters: Vec<(u32, u16)> = places
+            .iter()
+            .map(|(id, place)| (*id, place.controller_port))
+            .collect();
+        Ok(places
+            .into_iter()
+            .map(|(id, place)| KafkaServer {
+                id,
+                dir: place.dir,
+                port: place.port,
+                controller_port: place.controller_port,
+                log: place.log,
+                voters: voters.clone(),
+            })
+            .collect())
+    }
+
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{HOST}:{}", self.port)
+    }
+
+    /// The bootstrap list of a cluster, as `KAFKA_BOOTSTRAP` takes it.
+    pub fn bootstrap_list(nodes: &[KafkaServer]) -> String {
+        let all: Vec<String> = nodes.iter().map(KafkaServer::bootstrap).collect();
+        all.join(",")
+    }
+
+    /// The cluster id its nodes were formatted with, or a new one if none was.
+    pub fn cluster_id(nodes: &[KafkaServer]) -> String {
+        nodes
+            .iter()
+            .find_map(|node| {
+                let meta = std::fs::read_to_string(node.data().join("meta.properties")).ok()?;
+                let id = meta
+                    .lines()
+                    .find_map(|line| line.strip_prefix("cluster.id="))?;
+                Some(id.trim().to_string())
+            })
+            .unwrap_or_else(new_cluster_id)
     }
 
     /// Whether its data directory was formatted (it has run before, or is about to).
@@ -35,17 +105,18 @@ impl KafkaServer {
         self.data().join("meta.properties").exists()
     }
 
-    /// Writes its configuration and, the first time, formats its data directory. Then
-    /// [`spawn`](Self::spawn) starts it.
-    pub async fn prepare(&self) -> anyhow::Result<()> {
+    /// Writes its configuration and, the first time, formats its data directory for the
+    /// cluster `cluster_id` ([`cluster_id`](Self::cluster_id)). Then [`spawn`](Self::spawn)
+    /// starts it.
+    pub async fn prepare(&self, cluster_id: &str) -> anyhow::Result<()> {
         let template = repository().join("kafka/server.properties");
-        let properties = std::fs::read_to_string(&template)
-            .with_context(|| format!("cannot read {}", template.display()))?
-            .replace(":9092", &format!(":{}", self.port))
-            .replace(":9093", &format!(":{}", self.controller_port));
+        let shared = std::fs::read_to_string(&template)
+            .with_context(|| format!("cannot read {}", template.display()))?;
         std::fs::create_dir_all(self.data())?;
-        let properties = format!("{properties}\nlog.dirs={}\n", self.data().display());
-        std::fs::write(self.properties(), properties)?;
+        std::fs::write(
+            self.properties(),
+            format!("{shared}\n{}", self.own_properties()),
+        )?;
         if self.formatted() {
             return Ok(());
         }
@@ -56,7 +127,7 @@ impl KafkaServer {
         format
             .args(["format", "--config"])
             .arg(self.properties())
-            .args(["--cluster-id", &cluster_id()]);
+            .args(["--cluster-id", cluster_id]);
         let status = Process::spawn(format, &self.log, false)?
             .exited(Duration::from_secs(120))
             .await?;
@@ -120,6 +191,37 @@ impl KafkaServer {
         }
     }
 
+    /// What is this node's own: its id and addresses, its data, and the replication its
+    /// cluster's size allows.
+    fn own_properties(&self) -> String {
+        let voters: Vec<String> = (self.voters.iter())
+            .map(|(id, port)| format!("{id}@{HOST}:{port}"))
+            .collect();
+        let replicas = self.voters.len();
+        let in_sync = replicas.min(2);
+        format!(
+            "node.id={id}
+controller.quorum.voters={voters}
+listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller}
+advertised.listeners=PLAINTEXT://{HOST}:{port}
+log.dirs={data}
+default.replication.factor={replicas}
+min.insync.replicas={in_sync}
+offsets.topic.replication.factor={replicas}
+transaction.state.log.replication.factor={replicas}
+transaction.state.log.min.isr={in_sync}
+share.coordinator.state.topic.replication.factor={replicas}
+share.coordinator.state.topic.min.isr={in_sync}
+unclean.leader.election.enable=false
+",
+            id = self.id,
+            voters = voters.join(","),
+            port = self.port,
+            controller = self.controller_port,
+            data = self.data().display(),
+        )
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
@@ -127,6 +229,30 @@ impl KafkaServer {
     fn properties(&self) -> PathBuf {
         self.dir.join("server.properties")
     }
+}
+
+/// The node id of the quorum's active controller, as Kafka's own tool tells it (clients are
+/// not told which controller is active in KRaft).
+pub async fn active_controller(bootstrap: &str) -> anyhow::Result<u32> {
+    let mut command = java(
+        &["-Xmx256m", "-XX:TieredStopAtLevel=1"],
+        "org.apache.kafka.tools.MetadataQuorumCommand",
+    );
+    command.args(["--bootstrap-server", bootstrap, "describe", "--status"]);
+    let output = tokio::process::Command::from(command)
+        .output()
+        .await
+        .context("cannot run Kafka's MetadataQuorumCommand")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find_map(|line| line.strip_prefix("LeaderId:")?.trim().parse().ok())
+        .with_context(|| {
+            format!(
+                "the quorum has no leader: {}{}",
+                text.trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )
+        })
 }
 
 /// A JVM running `class` from the broker's jars (`KAFKA_LIBS`, or `.local/kafka/libs`), logging
@@ -150,7 +276,7 @@ fn java(options: &[&str], class: &str) -> Command {
 
 /// A cluster id as Kafka makes one: 16 random bytes in URL-safe base64, unpadded, and never
 /// starting with `-`, which the storage tool's command line would take for an option.
-fn cluster_id() -> String {
+fn new_cluster_id() -> String {
     loop {
         let id = URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().into_bytes());
         if !id.starts_with('-') {
@@ -161,12 +287,12 @@ fn cluster_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::cluster_id;
+    use super::*;
 
     #[test]
     fn cluster_ids_are_22_url_safe_characters_never_starting_with_a_dash() {
         for _ in 0..1000 {
-            let id = cluster_id();
+            let id = new_cluster_id();
             assert_eq!(id.len(), 22, "{id}");
             assert!(
                 id.chars()
@@ -174,5 +300,51 @@ mod tests {
             );
             assert!(!id.starts_with('-'), "{id}");
         }
+    }
+
+    #[test]
+    fn each_node_of_three_knows_every_voter_and_replicates_three_times_two_in_sync() {
+        let nodes = KafkaServer::cluster(3, |id| {
+            Ok(Place {
+                dir: PathBuf::from(format!("/k{id}")),
+                log: PathBuf::from(format!("/k{id}.log")),
+                port: 9090 + 2 * id as u16,
+                controller_port: 9091 + 2 * id as u16,
+            })
+        })
+        .expect("three places");
+        assert_eq!(
+            KafkaServer::bootstrap_list(&nodes),
+            "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"
+        );
+        let second = nodes[1].own_properties();
+        for line in [
+            "node.id=2",
+            "controller.quorum.voters=1@127.0.0.1:9093,2@127.0.0.1:9095,3@127.0.0.1:9097",
+            "listeners=PLAINTEXT://127.0.0.1:9094,CONTROLLER://127.0.0.1:9095",
+            "default.replication.factor=3",
+            "min.insync.replicas=2",
+            "unclean.leader.election.enable=false",
+        ] {
+            assert!(
+                second.lines().any(|l| l == line),
+                "{line} missing from\n{second}"
+            );
+        }
+        let alone = KafkaServer::cluster(1, |_| {
+            Ok(Place {
+                dir: PathBuf::from("/k"),
+                log: PathBuf::from("/k.log"),
+                port: 9092,
+                controller_port: 9093,
+            })
+        })
+        .expect("one place");
+        let alone = alone[0].own_properties();
+        assert!(alone.contains("min.insync.replicas=1\n"), "{alone}");
+        assert!(
+            alone.contains("offsets.topic.replication.factor=1\n"),
+            "{alone}"
+        );
     }
 }

@@ -16,13 +16,21 @@ use rdkafka::{
 };
 use serde::Deserialize;
 
-/// Creates `topic` with `partitions` partitions, unless it exists.
+/// The replication factor that asks for the brokers' `default.replication.factor`.
+const BROKER_DEFAULT: i32 = -1;
+
+/// Creates `topic` with `partitions` partitions, replicated as the brokers' default says,
+/// unless it exists.
 pub async fn create(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
+    let topics = [NewTopic::new(
+        topic,
+        partitions,
+        TopicReplication::Fixed(BROKER_DEFAULT),
+    )];
     let results = admin
         .create_topics(&topics, &options)
         .await
@@ -67,13 +75,14 @@ pub struct Topic {
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Topic {
-    /// The topic the services use, on their broker: `KAFKA_TOPIC` and `KAFKA_BOOTSTRAP`, with
-    /// the services' defaults.
-    pub fn from_env() -> Topic {
-        Topic {
-            bootstrap: crate::Servers::from_env().kafka,
+    /// The topic the local stack's services use (`KAFKA_TOPIC`, or their default), on its
+    /// brokers (`KAFKA_BOOTSTRAP`, or every broker of the local cluster).
+    pub fn of_local_stack() -> anyhow::Result<Topic> {
+        let local = crate::local::Local::new(crate::repository());
+        Ok(Topic {
+            bootstrap: local.bootstrap()?,
             name: crate::env_or("KAFKA_TOPIC", "choreography.deadline"),
-        }
+        })
     }
 
     fn consumer(&self) -> anyhow::Result<BaseConsumer> {
@@ -90,6 +99,27 @@ impl Topic {
     pub fn ends(&self) -> anyhow::Result<Marks> {
         let consumer = self.consumer()?;
         self.ends_with(&consumer)
+    }
+
+    /// The broker that leads the most partitions of the topic now.
+    pub fn busiest_leader(&self) -> anyhow::Result<i32> {
+        let metadata = self
+            .consumer()?
+            .fetch_metadata(Some(&self.name), TIMEOUT)
+            .with_context(|| format!("cannot read the metadata of {}", self.name))?;
+        let mut led: HashMap<i32, usize> = HashMap::new();
+        for partition in metadata
+            .topics()
+            .iter()
+            .flat_map(|topic| topic.partitions())
+        {
+            *led.entry(partition.leader()).or_default() += 1;
+        }
+        led.into_iter()
+            .filter(|&(leader, _)| leader >= 0)
+            .max_by_key(|&(leader, count)| (count, -leader))
+            .map(|(leader, _)| leader)
+            .with_context(|| format!("no partition of {} has a leader", self.name))
     }
 
     fn ends_with(&self, consumer: &BaseConsumer) -> anyhow::Result<Marks> {
@@ -160,14 +190,24 @@ impl Topic {
         }
         consumer.assign(&assignment)?;
         let started = std::time::Instant::now();
+        // A broker of a cluster that is down is an error of the client, not of the topic: its
+        // partitions are read from their new leaders.
+        let mut last_error = None;
         while !remaining.is_empty() {
             if started.elapsed() > Duration::from_secs(60) {
-                bail!("could not read {} to its end within 60 s", self.name);
+                bail!(
+                    "could not read {} to its end within 60 s (last error: {last_error:?})",
+                    self.name
+                );
             }
-            let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-                continue;
+            let message = match consumer.poll(Duration::from_millis(200)) {
+                None => continue,
+                Some(Err(error)) => {
+                    last_error = Some(error);
+                    continue;
+                }
+                Some(Ok(message)) => message,
             };
-            let message = message.context("reading the topic")?;
             messages.extend(read(&message));
             if remaining.get(&message.partition()) == Some(&(message.offset() + 1)) {
                 remaining.remove(&message.partition());

@@ -131,11 +131,25 @@ impl fmt::Display for Instance {
     }
 }
 
+/// Which broker of a cluster of several a broker fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broker {
+    /// Broker N (from 1), `kafka-N`.
+    Number(u32),
+    /// The active controller of the quorum, found when the fault comes.
+    Controller,
+    /// The broker that leads the most partitions of the saga topic, found when the fault
+    /// comes.
+    Leader,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
     pub kind: FaultKind,
     /// The instance a fault of a service instance hits; none for the broker and PostgreSQL.
     pub target: Option<Instance>,
+    /// The broker a broker fault hits on a cluster of several; none on a single broker.
+    pub broker: Option<Broker>,
     /// When to inject it, from the start of the load.
     pub at: Duration,
     /// How long to leave it before restarting or resuming what it stopped; for a kill for
@@ -150,11 +164,21 @@ impl fmt::Display for Fault {
             (FaultKind::Term, Some(target)) => write!(f, "SIGTERM {target}"),
             (FaultKind::Pause, Some(target)) => write!(f, "SIGSTOP {target}"),
             (FaultKind::KillForGood, Some(target)) => write!(f, "SIGKILL {target} for good"),
-            (FaultKind::Broker, _) => write!(f, "SIGKILL the Kafka broker"),
-            (FaultKind::BrokerPause, _) => write!(f, "SIGSTOP the Kafka broker"),
+            (FaultKind::Broker, _) => write!(f, "SIGKILL {}", broker(self.broker)),
+            (FaultKind::BrokerPause, _) => write!(f, "SIGSTOP {}", broker(self.broker)),
             (FaultKind::Postgres, _) => write!(f, "PostgreSQL stopped with -m immediate"),
             (kind, None) => write!(f, "{} without a target", kind.name()),
         }
+    }
+}
+
+/// A broker as a fault's description names it.
+fn broker(broker: Option<Broker>) -> String {
+    match broker {
+        None => "the Kafka broker".into(),
+        Some(Broker::Number(number)) => format!("kafka-{number}"),
+        Some(Broker::Controller) => "the active controller".into(),
+        Some(Broker::Leader) => "the busiest leader".into(),
     }
 }
 
@@ -171,6 +195,9 @@ pub struct Settings {
     pub kinds: Vec<FaultKind>,
     /// Instances of each service in the stack.
     pub instances: u32,
+    /// Kafka brokers: 1, or 3 for a cluster whose broker faults take turns at the active
+    /// controller, the busiest leader and a broker picked at random.
+    pub brokers: u32,
     /// How long the load lasts: faults are spread over it.
     pub window: Duration,
     /// About how often a fault starts.
@@ -225,6 +252,7 @@ fn faults(rng: &mut StdRng, settings: &Settings) -> Vec<Fault> {
     // would be an outage of the service, not a failover.
     let mut services: Vec<&'static str> = SERVICES.to_vec();
     let mut faults = Vec::with_capacity(count);
+    let mut broker_faults = 0;
     for (i, kind) in kinds.into_iter().take(count).enumerate() {
         let kind = match kind {
             FaultKind::KillForGood if services.len() < 2 || settings.instances < 2 => {
@@ -236,6 +264,16 @@ fn faults(rng: &mut StdRng, settings: &Settings) -> Vec<Fault> {
             service: services[rng.random_range(0..services.len())],
             number: rng.random_range(1..=settings.instances),
         });
+        let broker = (settings.brokers > 1
+            && matches!(kind, FaultKind::Broker | FaultKind::BrokerPause))
+        .then(|| {
+            broker_faults += 1;
+            match broker_faults % 3 {
+                1 => Broker::Controller,
+                2 => Broker::Leader,
+                _ => Broker::Number(rng.random_range(1..=settings.brokers)),
+            }
+        });
         let at = slot * (i as f64 + rng.random_range(0.25..0.75));
         let (shortest, longest) = kind.downtime_ms();
         let mut downtime = Duration::from_millis(rng.random_range(shortest..=longest));
@@ -246,6 +284,7 @@ fn faults(rng: &mut StdRng, settings: &Settings) -> Vec<Fault> {
         faults.push(Fault {
             kind,
             target,
+            broker,
             at: Duration::from_secs_f64(at),
             downtime,
         });
@@ -262,6 +301,7 @@ mod tests {
             sagas: 1000,
             kinds: kinds.to_vec(),
             instances: 2,
+            brokers: 1,
             window: Duration::from_secs(100),
             fault_interval: Duration::from_secs(4),
         }
@@ -362,6 +402,33 @@ mod tests {
                 other => panic!("unexpected target {other:?} for {fault:?}"),
             }
         }
+    }
+
+    #[test]
+    fn on_three_brokers_broker_faults_take_turns_at_the_controller_the_leader_and_any_broker() {
+        let one = Plan::from_seed(9, &settings(&FaultKind::ALL));
+        assert!(one.faults.iter().all(|fault| fault.broker.is_none()));
+        let three = Plan::from_seed(
+            9,
+            &Settings {
+                brokers: 3,
+                ..settings(&[FaultKind::Broker, FaultKind::BrokerPause])
+            },
+        );
+        let brokers: Vec<Broker> = three.faults.iter().filter_map(|f| f.broker).collect();
+        assert_eq!(brokers.len(), three.faults.len());
+        assert_eq!(brokers[..2], [Broker::Controller, Broker::Leader]);
+        assert!(matches!(brokers[2], Broker::Number(1..=3)), "{brokers:?}");
+        assert_eq!(
+            three.faults[0].to_string(),
+            format!(
+                "{} the active controller",
+                match three.faults[0].kind {
+                    FaultKind::Broker => "SIGKILL",
+                    _ => "SIGSTOP",
+                }
+            )
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub use harness::{
 };
 
 use crate::{
-    plan::{Fault, FaultKind, SERVICES},
+    plan::{Broker, Fault, FaultKind, SERVICES},
     procfs::Process,
 };
 
@@ -41,8 +41,14 @@ impl Scripts {
             (FaultKind::Pause, Some(target)) => {
                 format!("service pause {} {}", target.service, target.number)
             }
-            (FaultKind::Broker, _) => "infra kill kafka".into(),
-            (FaultKind::BrokerPause, _) => "infra pause kafka".into(),
+            (FaultKind::Broker, _) => match fault.broker {
+                Some(Broker::Number(number)) => format!("service kill kafka {number}"),
+                _ => "infra kill kafka".into(),
+            },
+            (FaultKind::BrokerPause, _) => match fault.broker {
+                Some(Broker::Number(number)) => format!("service pause kafka {number}"),
+                _ => "infra pause kafka".into(),
+            },
             (FaultKind::Postgres, _) => "infra kill postgres".into(),
             (kind, None) => bail!("a {} fault needs a target", kind.name()),
         };
@@ -56,7 +62,14 @@ impl Scripts {
                 format!("service resume {} {}", target.service, target.number)
             }
             (_, Some(target)) => format!("service start {} {}", target.service, target.number),
-            (FaultKind::BrokerPause, None) => "infra resume kafka".into(),
+            (FaultKind::BrokerPause, None) => match fault.broker {
+                Some(Broker::Number(number)) => format!("service resume kafka {number}"),
+                _ => "infra resume kafka".into(),
+            },
+            (FaultKind::Broker, None) => match fault.broker {
+                Some(Broker::Number(number)) => format!("service start kafka {number}"),
+                _ => "infra up".into(),
+            },
             (_, None) => "infra up".into(),
         };
         self.run(&command).await

@@ -183,6 +183,11 @@ fn create_producer(config: &KafkaConfig) -> anyhow::Result<FutureProducer> {
     .with_context(|| format!("cannot create Kafka producer for {}", config.bootstrap))
 }
 
+/// The replication factor that asks for the brokers' `default.replication.factor`: the local
+/// cluster sets it to its size (3 on three brokers, with `min.insync.replicas=2`), and a managed
+/// cluster to what its operator chose.
+const BROKER_DEFAULT: i32 = -1;
+
 /// Creates the saga topic and the dead-letter topic if they are missing, and returns how long
 /// the saga topic may keep an event: `None` if for ever.
 ///
@@ -195,9 +200,17 @@ pub async fn ensure_topics(config: &KafkaConfig) -> anyhow::Result<Option<Durati
         .create()
         .with_context(|| format!("cannot create Kafka admin client for {}", config.bootstrap))?;
     let topics = [
-        NewTopic::new(&config.topic, config.partitions, TopicReplication::Fixed(1))
-            .set("segment.ms", "3600000"),
-        NewTopic::new(&config.dead_letter_topic, 1, TopicReplication::Fixed(1)),
+        NewTopic::new(
+            &config.topic,
+            config.partitions,
+            TopicReplication::Fixed(BROKER_DEFAULT),
+        )
+        .set("segment.ms", "3600000"),
+        NewTopic::new(
+            &config.dead_letter_topic,
+            1,
+            TopicReplication::Fixed(BROKER_DEFAULT),
+        ),
     ];
     // A request is given up after 10 s rather than librdkafka's 60 s: one sent to a broker that
     // is re-registering after a pause can go unanswered.

@@ -32,10 +32,10 @@ enum Stack {
     },
     /// Stops the gateway and the services (SIGTERM), then Kafka and PostgreSQL; data is kept.
     Down,
-    /// One instance of a service, or the gateway.
+    /// One instance of a service, the gateway, or a Kafka broker.
     Service {
         action: Action,
-        /// order, exchange, point, deadline or gateway.
+        /// order, exchange, point, deadline, gateway or kafka.
         name: String,
         /// The instance, from 1.
         #[arg(default_value_t = 1)]
@@ -65,9 +65,12 @@ enum Action {
 
 #[derive(Subcommand)]
 enum Infra {
+    /// Starts them (`BROKERS=3`: a cluster of three brokers).
     Up,
     Down,
     Status,
+    /// Prints Kafka's bootstrap list, as the services and tools take it.
+    Bootstrap,
     /// A crash: SIGKILL of the broker, or PostgreSQL stopped with `pg_ctl stop -m immediate`.
     Kill {
         server: Server,
@@ -124,6 +127,21 @@ async fn run(command: Stack) -> anyhow::Result<()> {
             action,
             name,
             number,
+        } if name == "kafka" => match action {
+            Action::Start => local.start_broker(number).await,
+            Action::Stop => local.stop_broker(number).await,
+            Action::Kill => local.kill_broker(number),
+            Action::Restart => {
+                local.stop_broker(number).await?;
+                local.start_broker(number).await
+            }
+            Action::Pause => local.signal_broker(number, Signal::SIGSTOP),
+            Action::Resume => local.signal_broker(number, Signal::SIGCONT),
+        },
+        Stack::Service {
+            action,
+            name,
+            number,
         } => {
             let instances = local.stack_env().map_or(1, |env| env.instances);
             let limit = if name == "gateway" { 1 } else { instances };
@@ -158,18 +176,29 @@ async fn run(command: Stack) -> anyhow::Result<()> {
         Stack::Infra { command } => match command {
             Infra::Up => local.infra_up().await,
             Infra::Down => local.infra_down().await,
-            Infra::Status => {
-                local.infra_status();
+            Infra::Status => local.infra_status(),
+            Infra::Bootstrap => {
+                println!("{}", local.bootstrap()?);
                 Ok(())
             }
             Infra::Kill {
                 server: Server::Kafka,
-            } => local.kill_kafka(),
+            } => local.kill_broker(the_broker(&local)?),
             Infra::Kill {
                 server: Server::Postgres,
             } => local.crash_postgres(),
-            Infra::Pause { .. } => local.signal_kafka(Signal::SIGSTOP),
-            Infra::Resume { .. } => local.signal_kafka(Signal::SIGCONT),
+            Infra::Pause { .. } => local.signal_broker(the_broker(&local)?, Signal::SIGSTOP),
+            Infra::Resume { .. } => local.signal_broker(the_broker(&local)?, Signal::SIGCONT),
         },
+    }
+}
+
+/// The broker of a single-broker Kafka: on three, which one is to be said.
+fn the_broker(local: &Local) -> anyhow::Result<u32> {
+    match local.brokers()? {
+        1 => Ok(1),
+        size => {
+            anyhow::bail!("the local Kafka runs {size} brokers: scripts/service ACTION kafka N")
+        }
     }
 }

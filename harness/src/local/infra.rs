@@ -1,5 +1,5 @@
-//! The local stack's Kafka broker (`.local/kafka`, on 9092 with its controller on 9093) and
-//! PostgreSQL cluster (`.local/pg`, on 5432). A server named by `KAFKA_BOOTSTRAP` or `PG_URL`
+//! The local stack's Kafka cluster (one broker or three, [`Local::kafka_nodes`]) and PostgreSQL
+//! cluster (`.local/pg`, on 5432). A server named by `KAFKA_BOOTSTRAP` or `PG_URL`
 //! is used as it is, and never started or stopped here. Installing what they run from (Debian's
 //! packages, the broker's jars) is the scripts' job (`scripts/lib/infra.sh`).
 
@@ -13,20 +13,87 @@ use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 
 use super::Local;
-use crate::{env_or, kafka_server::KafkaServer, postgres_server::PostgresServer};
+use crate::{
+    env_or,
+    kafka_server::{KafkaServer, Place},
+    postgres_server::PostgresServer,
+    process::{Process, tail},
+};
 
+/// The first broker's port; broker N listens 2 × (N − 1) above it, its controller one above.
 const KAFKA_PORT: u16 = 9092;
-const CONTROLLER_PORT: u16 = 9093;
 const POSTGRES_PORT: u16 = 5432;
 
 impl Local {
-    pub fn kafka(&self) -> KafkaServer {
-        KafkaServer {
-            dir: self.dir().join("kafka"),
-            port: KAFKA_PORT,
-            controller_port: CONTROLLER_PORT,
-            log: self.log("kafka"),
+    /// The nodes of the local Kafka cluster of `size`: one broker named `kafka` (on 9092, its
+    /// controller on 9093, its data in `.local/kafka/`), or three named `kafka-1` to `kafka-3`
+    /// (on 9092, 9094 and 9096, their controllers one port above, data in `.local/kafka-N/`).
+    pub fn kafka_nodes(&self, size: u32) -> Vec<(String, KafkaServer)> {
+        let name = |id: u32| match size {
+            1 => "kafka".to_string(),
+            _ => format!("kafka-{id}"),
+        };
+        let nodes = KafkaServer::cluster(size, |id| {
+            let port = KAFKA_PORT + 2 * (id as u16 - 1);
+            Ok(Place {
+                dir: self.dir().join(name(id)),
+                log: self.log(&name(id)),
+                port,
+                controller_port: port + 1,
+            })
+        });
+        (nodes.unwrap_or_default().into_iter())
+            .map(|node| (name(node.id), node))
+            .collect()
+    }
+
+    /// How many brokers the local cluster has: those started last, or `BROKERS` (1 or 3; 1
+    /// unless set) when none runs.
+    pub fn brokers(&self) -> anyhow::Result<u32> {
+        let wanted = wanted_brokers()?;
+        let Some(started) = self.started_brokers() else {
+            return Ok(wanted.unwrap_or(1));
+        };
+        if let Some(wanted) = wanted
+            && wanted != started
+            && self.any_broker_runs(started)
+        {
+            bail!("the local Kafka runs {started} broker(s), not {wanted}: scripts/down first");
         }
+        Ok(wanted.unwrap_or(started))
+    }
+
+    /// Whether `BROKERS` asks for another cluster than the one that runs.
+    pub fn brokers_change(&self) -> anyhow::Result<bool> {
+        Ok(match (self.started_brokers(), wanted_brokers()?) {
+            (Some(started), Some(wanted)) => started != wanted && self.any_broker_runs(started),
+            _ => false,
+        })
+    }
+
+    /// How many brokers the local cluster was started with (`.local/run/brokers`).
+    fn started_brokers(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.brokers_file()).ok()?;
+        text.trim().parse().ok()
+    }
+
+    fn any_broker_runs(&self, size: u32) -> bool {
+        (self.kafka_nodes(size).iter()).any(|(name, _)| self.running(name).is_some())
+    }
+
+    fn brokers_file(&self) -> std::path::PathBuf {
+        self.dir().join("run/brokers")
+    }
+
+    /// Kafka's bootstrap list: `KAFKA_BOOTSTRAP`, or every node of the local cluster.
+    pub fn bootstrap(&self) -> anyhow::Result<String> {
+        if let Some(bootstrap) = set("KAFKA_BOOTSTRAP") {
+            return Ok(bootstrap);
+        }
+        let nodes: Vec<KafkaServer> = (self.kafka_nodes(self.brokers()?).into_iter())
+            .map(|(_, node)| node)
+            .collect();
+        Ok(KafkaServer::bootstrap_list(&nodes))
     }
 
     pub fn postgres(&self) -> PostgresServer {
@@ -39,34 +106,23 @@ impl Local {
     }
 
     /// Makes Kafka and PostgreSQL reachable, starting the local ones that are not. PostgreSQL
-    /// is set up while the broker's JVM starts.
+    /// is set up while the brokers' JVMs start.
     pub async fn infra_up(&self) -> anyhow::Result<()> {
-        let kafka = self.kafka();
-        let mut starting = None;
+        let mut starting = Vec::new();
         if let Some(bootstrap) = set("KAFKA_BOOTSTRAP") {
-            let first = bootstrap.split(',').next().unwrap_or_default();
-            if !reachable(first) {
+            if !bootstrap.split(',').any(reachable) {
                 bail!("kafka: KAFKA_BOOTSTRAP={bootstrap} does not answer");
             }
             println!("kafka: up on {bootstrap}");
-        } else if reachable(&kafka.bootstrap()) {
-            println!("kafka: up on {}", kafka.bootstrap());
-        } else if let Some(broker) = self.running("kafka") {
-            println!("kafka: already starting (pid {})", broker.id());
-            starting = Some(broker);
         } else {
-            port_free(CONTROLLER_PORT, "the local Kafka broker's controller")?;
-            if !kafka.formatted() {
-                println!("kafka: formatting .local/kafka/data");
+            let size = self.brokers()?;
+            std::fs::create_dir_all(self.dir().join("run"))?;
+            std::fs::write(self.brokers_file(), format!("{size}\n"))?;
+            for (name, node) in self.kafka_nodes(size) {
+                if let Some(broker) = self.spawn_broker(&name, &node).await? {
+                    starting.push((name, node, broker));
+                }
             }
-            kafka.prepare().await?;
-            println!(
-                "kafka: starting on {} (log .local/logs/kafka.log)",
-                kafka.bootstrap()
-            );
-            let broker = kafka.spawn(true)?;
-            self.write_pid("kafka", &broker)?;
-            starting = Some(broker);
         }
 
         if let Some(url) = set("PG_URL") {
@@ -87,37 +143,110 @@ impl Local {
             println!("postgres: up on 127.0.0.1:{POSTGRES_PORT} (cluster .local/pg/data)");
         }
 
-        if let Some(mut broker) = starting {
-            let topic = env_or("KAFKA_TOPIC", "choreography.deadline");
-            let partitions = env_or("KAFKA_PARTITIONS", "6")
-                .parse()
-                .context("KAFKA_PARTITIONS is not a number")?;
-            let dead_letters = format!("{topic}.DLT");
-            let topics = [(topic.as_str(), partitions), (dead_letters.as_str(), 1)];
-            if let Err(error) = kafka.ready(&mut broker, &topics).await {
-                bail!(
-                    "kafka: {error:#}; the end of its log:\n{}",
-                    crate::process::tail(&kafka.log, 40)
-                );
-            }
-            println!(
-                "kafka: up on {} (pid {}, topics {topic} and {dead_letters})",
-                kafka.bootstrap(),
-                broker.id()
-            );
+        for (name, node, mut broker) in starting {
+            broker_ready(&name, &node, &mut broker).await?;
         }
         Ok(())
     }
 
-    /// Stops the local broker and cluster (data is kept).
-    pub async fn infra_down(&self) -> anyhow::Result<()> {
-        if let Some(broker) = self.running("kafka") {
-            if let Err(error) = broker.terminate(Duration::from_secs(60)).await {
-                eprintln!("kafka: {error:#}");
+    /// Starts a broker of the local cluster unless it runs; the process if it is starting (it
+    /// may have been started by an earlier command), none if it serves already.
+    async fn spawn_broker(
+        &self,
+        name: &str,
+        node: &KafkaServer,
+    ) -> anyhow::Result<Option<Process>> {
+        if let Some(broker) = self.running(name) {
+            if reachable(&node.bootstrap()) {
+                println!("{name}: up on {} (pid {})", node.bootstrap(), broker.id());
+                return Ok(None);
             }
-            println!("kafka: stopped");
+            println!("{name}: already starting (pid {})", broker.id());
+            return Ok(Some(broker));
         }
-        self.forget("kafka");
+        if name == "kafka" && reachable(&node.bootstrap()) {
+            println!("kafka: up on {} (not started here)", node.bootstrap());
+            return Ok(None);
+        }
+        port_free(node.port, name)?;
+        port_free(node.controller_port, &format!("{name}'s controller"))?;
+        let cluster: Vec<KafkaServer> = (self.kafka_nodes(node.voters.len() as u32).into_iter())
+            .map(|(_, node)| node)
+            .collect();
+        if !node.formatted() {
+            println!("{name}: formatting .local/{name}/data");
+        }
+        node.prepare(&KafkaServer::cluster_id(&cluster)).await?;
+        println!(
+            "{name}: starting on {} (log .local/logs/{name}.log)",
+            node.bootstrap()
+        );
+        let broker = node.spawn(true)?;
+        self.write_pid(name, &broker)?;
+        Ok(Some(broker))
+    }
+
+    /// Broker `number` (from 1) of the local cluster, by name and node.
+    fn broker(&self, number: u32) -> anyhow::Result<(String, KafkaServer)> {
+        let size = self.brokers()?;
+        let mut nodes = self.kafka_nodes(size);
+        if !(1..=size).contains(&number) {
+            bail!("there is no kafka {number}: the local Kafka runs {size} broker(s) (BROKERS=3)");
+        }
+        Ok(nodes.swap_remove(number as usize - 1))
+    }
+
+    /// Starts broker `number` on its data and waits until it serves.
+    pub async fn start_broker(&self, number: u32) -> anyhow::Result<()> {
+        let (name, node) = self.broker(number)?;
+        if let Some(mut broker) = self.spawn_broker(&name, &node).await? {
+            broker_ready(&name, &node, &mut broker).await?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM of broker `number`: it hands its partitions over and exits.
+    pub async fn stop_broker(&self, number: u32) -> anyhow::Result<()> {
+        let (name, _) = self.broker(number)?;
+        self.stop_node(&name).await;
+        Ok(())
+    }
+
+    async fn stop_node(&self, name: &str) {
+        if let Some(broker) = self.running(name) {
+            if let Err(error) = broker.terminate(Duration::from_secs(60)).await {
+                eprintln!("{name}: {error:#}");
+            }
+            println!("{name}: stopped");
+        }
+        self.forget(name);
+    }
+
+    /// SIGKILL of broker `number`, as in a crash; starting it again recovers its logs.
+    pub fn kill_broker(&self, number: u32) -> anyhow::Result<()> {
+        let (name, _) = self.broker(number)?;
+        let broker = (self.running(&name)).with_context(|| format!("{name}: not running"))?;
+        broker.kill()?;
+        self.forget(&name);
+        println!("{name}: killed");
+        Ok(())
+    }
+
+    /// SIGSTOP or SIGCONT of broker `number`, as a long GC pause or a stalled VM would.
+    pub fn signal_broker(&self, number: u32, signal: Signal) -> anyhow::Result<()> {
+        let (name, _) = self.broker(number)?;
+        let mut broker = (self.running(&name)).with_context(|| format!("{name}: not running"))?;
+        broker.signal(signal)?;
+        println!("{name}: {} (pid {})", done(signal), broker.id());
+        Ok(())
+    }
+
+    /// Stops the local brokers and cluster (data is kept).
+    pub async fn infra_down(&self) -> anyhow::Result<()> {
+        for (name, _) in self.kafka_nodes(self.started_brokers().unwrap_or(1)) {
+            self.stop_node(&name).await;
+        }
+        let _ = std::fs::remove_file(self.brokers_file());
         let postgres = self.postgres();
         if postgres.running() {
             postgres.stop()?;
@@ -127,48 +256,34 @@ impl Local {
     }
 
     /// One line for each server.
-    pub fn infra_status(&self) {
-        let kafka = env_or("KAFKA_BOOTSTRAP", &self.kafka().bootstrap());
-        let local = self
-            .running("kafka")
-            .map(|broker| format!(" (local, pid {})", broker.id()))
-            .unwrap_or_default();
-        let first = kafka.split(',').next().unwrap_or_default();
-        match reachable(first) {
-            true => println!("kafka: up on {kafka}{local}"),
-            false => println!("kafka: down ({kafka})"),
+    pub fn infra_status(&self) -> anyhow::Result<()> {
+        if let Some(bootstrap) = set("KAFKA_BOOTSTRAP") {
+            let state = match bootstrap.split(',').any(reachable) {
+                true => "up",
+                false => "down",
+            };
+            println!("kafka: {state} ({bootstrap})");
+        } else {
+            for (name, node) in self.kafka_nodes(self.brokers()?) {
+                let pid = (self.running(&name))
+                    .map(|broker| format!(", pid {}", broker.id()))
+                    .unwrap_or_default();
+                let state = if reachable(&node.bootstrap()) {
+                    "up"
+                } else {
+                    "down"
+                };
+                println!("{name}: {state} ({}{pid})", node.bootstrap());
+            }
         }
         let url = env_or("PG_URL", &self.postgres().url());
         let server = url.rsplit('@').next().unwrap_or(&url);
         let local = match self.postgres().running() {
-            true => " (local cluster .local/pg/data)",
+            true => ", local cluster .local/pg/data",
             false => "",
         };
-        match reachable(server) {
-            true => println!("postgres: up on {server}{local}"),
-            false => println!("postgres: down ({server})"),
-        }
-    }
-
-    /// SIGKILL of the local broker, as in a crash; [`infra_up`](Self::infra_up) brings it back
-    /// and it recovers its logs.
-    pub fn kill_kafka(&self) -> anyhow::Result<()> {
-        let broker = self
-            .running("kafka")
-            .context("kafka: no local broker is running")?;
-        broker.kill()?;
-        self.forget("kafka");
-        println!("kafka: killed");
-        Ok(())
-    }
-
-    /// SIGSTOP or SIGCONT of the local broker, as a long GC pause or a stalled VM would.
-    pub fn signal_kafka(&self, signal: Signal) -> anyhow::Result<()> {
-        let mut broker = self
-            .running("kafka")
-            .context("kafka: no local broker is running")?;
-        broker.signal(signal)?;
-        println!("kafka: {} (pid {})", done(signal), broker.id());
+        let state = if reachable(server) { "up" } else { "down" };
+        println!("postgres: {state} ({server}{local})");
         Ok(())
     }
 
@@ -181,6 +296,39 @@ impl Local {
         postgres.crash()?;
         println!("postgres: stopped with -m immediate");
         Ok(())
+    }
+}
+
+/// Waits until a broker just started serves, creating the saga's topics if they are missing
+/// (`KAFKA_TOPIC` and its dead-letter topic, as the services would).
+async fn broker_ready(name: &str, node: &KafkaServer, broker: &mut Process) -> anyhow::Result<()> {
+    let topic = env_or("KAFKA_TOPIC", "choreography.deadline");
+    let partitions = env_or("KAFKA_PARTITIONS", "6")
+        .parse()
+        .context("KAFKA_PARTITIONS is not a number")?;
+    let dead_letters = format!("{topic}.DLT");
+    let topics = [(topic.as_str(), partitions), (dead_letters.as_str(), 1)];
+    if let Err(error) = node.ready(broker, &topics).await {
+        bail!(
+            "{name}: {error:#}; the end of its log:\n{}",
+            tail(&node.log, 40)
+        );
+    }
+    println!(
+        "{name}: up on {} (pid {}, topics {topic} and {dead_letters})",
+        node.bootstrap(),
+        broker.id()
+    );
+    Ok(())
+}
+
+/// The brokers `BROKERS` asks for, if it is set: 1 or 3.
+fn wanted_brokers() -> anyhow::Result<Option<u32>> {
+    match set("BROKERS").as_deref() {
+        None => Ok(None),
+        Some("1") => Ok(Some(1)),
+        Some("3") => Ok(Some(3)),
+        Some(other) => bail!("BROKERS must be 1 or 3, not {other}"),
     }
 }
 

@@ -140,8 +140,8 @@ impl Local {
 /// the pid be reused by another.
 fn program(name: &str) -> String {
     match name {
-        "kafka" => "kafka.Kafka".into(),
         "gateway" => "gateway".into(),
+        broker if broker == "kafka" || broker.starts_with("kafka-") => "kafka.Kafka".into(),
         instance => {
             let service = instance.rsplit_once('-').map_or(instance, |(s, _)| s);
             format!("{service}-service")
@@ -190,6 +190,7 @@ mod tests {
         assert_eq!(program("order-2"), "order-service");
         assert_eq!(program("gateway"), "gateway");
         assert_eq!(program("kafka"), "kafka.Kafka");
+        assert_eq!(program("kafka-3"), "kafka.Kafka");
         let me = std::process::id();
         assert!(!runs(me, program("order-1")));
         assert!(

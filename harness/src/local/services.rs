@@ -21,7 +21,8 @@ use crate::{
 /// The services, by short name.
 pub const SERVICES: [&str; 4] = ["order", "exchange", "point", "deadline"];
 
-/// What `up` does with services already running.
+/// What `up` does with services already running. `Reshape` and `Restart` also replace a Kafka
+/// cluster of another size than `BROKERS` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Running {
     /// Keeps them; refuses a stack of another build or size (the gateway would be blind to
@@ -48,6 +49,11 @@ impl Local {
             .iter()
             .any(|name| self.running(name).is_some());
         let reshaped = current.as_ref() != Some(&wanted);
+        if running != Running::Keep && self.brokers_change()? {
+            // Another cluster than the one running: services and brokers start afresh.
+            self.stop_services().await?;
+            self.infra_down().await?;
+        }
         match running {
             Running::Restart => self.stop_services().await?,
             Running::Reshape if reshaped => self.stop_services().await?,
@@ -113,7 +119,9 @@ impl Local {
         if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
             command.env("TOKIO_WORKER_THREADS", "1");
         }
-        command.env("PORT", listen.to_string());
+        command
+            .env("PORT", listen.to_string())
+            .env("KAFKA_BOOTSTRAP", self.bootstrap()?);
         let probe = if name == "gateway" {
             // The gateway spreads requests over every instance of each service.
             let instances = self.stack_env().map_or(1, |env| env.instances);

@@ -43,13 +43,13 @@ use futures::{StreamExt, TryStreamExt, stream};
 use harness::{
     api::Order,
     invariants::{self, Invariant, Observed, Outcome, Saga, Violation},
-    ports,
+    kafka_server, ports,
     topic::Topic,
 };
 use loadtest::{
     availability::{self, FaultWindow, Losses},
     gateway::{Gateway, READERS},
-    plan::{self, BALANCE, Fault, FaultKind, Plan, Settings},
+    plan::{self, BALANCE, Broker, Fault, FaultKind, Plan, Settings},
     stack::{self, Scripts},
 };
 use rust_decimal::Decimal;
@@ -82,6 +82,10 @@ struct Options {
     /// Instances of each service in the stack.
     #[arg(long, default_value_t = 2)]
     instances: u32,
+    /// Kafka brokers in the stack: 1, or 3 (whose broker faults take turns at the active
+    /// controller, the broker leading the most partitions, and one picked at random).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=3))]
+    brokers: u32,
     /// The seed of the plan (orders and faults); a run with the same seed and options
     /// replays the same inputs. Random unless given.
     #[arg(long)]
@@ -122,6 +126,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             sagas: options.sagas,
             kinds: kinds.clone(),
             instances: options.instances,
+            brokers: options.brokers,
             window: Duration::from_secs_f64(options.sagas as f64 / options.rate),
             fault_interval: Duration::from_secs_f64(options.fault_interval),
         },
@@ -132,8 +137,8 @@ async fn main() -> anyhow::Result<ExitCode> {
         kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
     };
     println!(
-        "chaos: seed {seed}; replay: scripts/chaos --seed {seed} --sagas {} --rate {} --faults {kinds} --fault-interval {} --instances {}",
-        options.sagas, options.rate, options.fault_interval, options.instances
+        "chaos: seed {seed}; replay: scripts/chaos --seed {seed} --sagas {} --rate {} --faults {kinds} --fault-interval {} --instances {} --brokers {}",
+        options.sagas, options.rate, options.fault_interval, options.instances, options.brokers
     );
     println!(
         "chaos: {} holders with {BALANCE} points each, {} faults planned",
@@ -152,7 +157,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
 
     let gateway = Gateway::new(&options.gateway, REQUEST_TIMEOUT)?;
-    let topic = Topic::from_env();
+    let topic = Topic::of_local_stack()?;
     let marks = {
         let topic = topic.clone();
         tokio::task::spawn_blocking(move || topic.ends()).await??
@@ -171,7 +176,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let scripts = Scripts::new(stack::repo_root());
     let (load, faults) = tokio::join!(
         drive_load(&gateway, &holders, &plan, options.rate, started),
-        inject_faults(&scripts, &plan.faults, started),
+        inject_faults(&scripts, &topic, &plan.faults, started),
     );
 
     let timeout = Duration::from_secs(options.settle_timeout);
@@ -317,26 +322,44 @@ struct Faults {
 /// Injects the faults one at a time, each at its planned time or as soon as the one before it
 /// has healed, and restarts or resumes what each stopped after its downtime. Instances killed
 /// for good are restarted at the end of their downtime, once the other faults are done.
-async fn inject_faults(scripts: &Scripts, plan: &[Fault], started: Instant) -> Faults {
+async fn inject_faults(
+    scripts: &Scripts,
+    topic: &Topic,
+    plan: &[Fault],
+    started: Instant,
+) -> Faults {
     let mut faults = Faults {
         injected: BTreeMap::new(),
         errors: Vec::new(),
         windows: Vec::new(),
     };
     let mut for_good = Vec::new();
-    for (i, fault) in plan.iter().enumerate() {
+    for (i, planned) in plan.iter().enumerate() {
         let name = format!("fault {}/{}", i + 1, plan.len());
-        tokio::time::sleep_until((started + fault.at).into()).await;
+        tokio::time::sleep_until((started + planned.at).into()).await;
+        let fault = match which_broker(topic, planned).await {
+            Ok(fault) => fault,
+            Err(e) => {
+                println!("{}  {name}: {planned} FAILED: {e:#}", stamp(started));
+                faults.errors.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        let label = match (planned.broker, fault.broker) {
+            (Some(Broker::Controller | Broker::Leader), Some(Broker::Number(number))) => {
+                format!("{planned} (kafka-{number})")
+            }
+            _ => fault.to_string(),
+        };
         let window = faults.windows.len();
         faults.windows.push(FaultWindow {
-            label: fault.to_string(),
+            label: label.clone(),
             injected: Utc::now(),
             healed: None,
         });
-        match scripts.inject(fault).await {
+        match scripts.inject(&fault).await {
             Ok(command) => {
-                let what = fault.to_string();
-                println!("{}  {name}: {what:<38} {command}", stamp(started));
+                println!("{}  {name}: {label:<38} {command}", stamp(started));
                 *faults.injected.entry(fault.kind).or_default() += 1;
             }
             Err(e) => {
@@ -349,13 +372,31 @@ async fn inject_faults(scripts: &Scripts, plan: &[Fault], started: Instant) -> F
             continue;
         }
         tokio::time::sleep(fault.downtime).await;
-        heal(scripts, &name, fault, &mut faults, window, started).await;
+        heal(scripts, &name, &fault, &mut faults, window, started).await;
     }
     for (name, fault, window) in for_good {
         tokio::time::sleep_until((started + fault.at + fault.downtime).into()).await;
-        heal(scripts, &name, fault, &mut faults, window, started).await;
+        heal(scripts, &name, &fault, &mut faults, window, started).await;
     }
     faults
+}
+
+/// The fault with the broker it hits by number, where it named the active controller or the
+/// busiest leader, as they are now.
+async fn which_broker(topic: &Topic, fault: &Fault) -> anyhow::Result<Fault> {
+    let number = match fault.broker {
+        Some(Broker::Controller) => kafka_server::active_controller(&topic.bootstrap).await?,
+        Some(Broker::Leader) => {
+            let topic = topic.clone();
+            let leader = tokio::task::spawn_blocking(move || topic.busiest_leader()).await??;
+            u32::try_from(leader)?
+        }
+        _ => return Ok(fault.clone()),
+    };
+    Ok(Fault {
+        broker: Some(Broker::Number(number)),
+        ..fault.clone()
+    })
 }
 
 /// Restarts or resumes what `fault` stopped; harmless if injecting it failed, and needed if it
@@ -537,7 +578,7 @@ fn report(
 fn report_losses(windows: &[FaultWindow], losses: &Losses, started_at: chrono::DateTime<Utc>) {
     println!("\navailability (lost: rejected by the deadline although the holder had the points)");
     println!(
-        "  {:<46} {:>11}  {:>11}  {:>5}",
+        "  {:<52} {:>11}  {:>11}  {:>5}",
         "fault (from the start of the load)", "unavailable", "loss window", "lost"
     );
     for (window, cost) in windows.iter().zip(&losses.per_fault) {
@@ -546,7 +587,7 @@ fn report_losses(windows: &[FaultWindow], losses: &Losses, started_at: chrono::D
             .map_or("not healed".to_string(), |secs| format!("{secs:.1} s"));
         let at = (window.injected - started_at).num_milliseconds() as f64 / 1000.0;
         println!(
-            "  {:<46} {unavailable:>11}  {:>9.1} s  {:>5}",
+            "  {:<52} {unavailable:>11}  {:>9.1} s  {:>5}",
             format!("+{at:6.1} s  {}", window.label),
             cost.window_secs,
             cost.lost
@@ -555,7 +596,7 @@ fn report_losses(windows: &[FaultWindow], losses: &Losses, started_at: chrono::D
     if !losses.unexplained.is_empty() {
         let ids: Vec<String> = losses.unexplained.iter().map(i64::to_string).collect();
         println!(
-            "  {:<46} {:>11}  {:>11}  {:>5}  orders {}",
+            "  {:<52} {:>11}  {:>11}  {:>5}  orders {}",
             "before any fault",
             "",
             "",

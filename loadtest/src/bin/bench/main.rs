@@ -260,7 +260,7 @@ async fn main() -> anyhow::Result<()> {
             .timeout(Duration::from_secs(5))
             .build()
             .context("cannot build the HTTP client")?,
-        topic: Topic::from_env(),
+        topic: Topic::of_local_stack()?,
         stats,
         pg_url,
         scripts: Scripts::new(&root),
