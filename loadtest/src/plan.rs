@@ -31,6 +31,10 @@ const DOWNTIME_MS: (u64, u64) = (500, 3000);
 /// How long a pause (SIGSTOP, then SIGCONT) lasts, in milliseconds, inclusive: as a long GC
 /// pause or a stalled VM.
 const PAUSE_MS: (u64, u64) = (2000, 12000);
+/// How long an instance runs with its clock off, before it is restarted with the right one.
+const SKEW_MS: (u64, u64) = (10_000, 30_000);
+/// How far off a skewed clock is, ahead or behind: a host whose time sync has drifted.
+pub const SKEW: i64 = 2000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FaultKind {
@@ -49,10 +53,13 @@ pub enum FaultKind {
     BrokerPause,
     /// PostgreSQL stopped with `-m immediate`.
     Postgres,
+    /// A service instance restarted with its clock [`SKEW`] ahead or behind, and restarted
+    /// with the right one after its downtime.
+    Skew,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::Kill,
         FaultKind::Term,
         FaultKind::Pause,
@@ -60,6 +67,7 @@ impl FaultKind {
         FaultKind::Broker,
         FaultKind::BrokerPause,
         FaultKind::Postgres,
+        FaultKind::Skew,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +79,7 @@ impl FaultKind {
             FaultKind::Broker => "broker",
             FaultKind::BrokerPause => "broker-pause",
             FaultKind::Postgres => "postgres",
+            FaultKind::Skew => "skew",
         }
     }
 
@@ -78,13 +87,18 @@ impl FaultKind {
     pub fn hits_an_instance(self) -> bool {
         matches!(
             self,
-            FaultKind::Kill | FaultKind::Term | FaultKind::Pause | FaultKind::KillForGood
+            FaultKind::Kill
+                | FaultKind::Term
+                | FaultKind::Pause
+                | FaultKind::KillForGood
+                | FaultKind::Skew
         )
     }
 
     fn downtime_ms(self) -> (u64, u64) {
         match self {
             FaultKind::Pause | FaultKind::BrokerPause => PAUSE_MS,
+            FaultKind::Skew => SKEW_MS,
             _ => DOWNTIME_MS,
         }
     }
@@ -150,6 +164,8 @@ pub struct Fault {
     pub target: Option<Instance>,
     /// The broker a broker fault hits on a cluster of several; none on a single broker.
     pub broker: Option<Broker>,
+    /// How far off a skew fault sets the instance's clock, in milliseconds.
+    pub skew_ms: Option<i64>,
     /// When to inject it, from the start of the load.
     pub at: Duration,
     /// How long to leave it before restarting or resuming what it stopped; for a kill for
@@ -164,6 +180,10 @@ impl fmt::Display for Fault {
             (FaultKind::Term, Some(target)) => write!(f, "SIGTERM {target}"),
             (FaultKind::Pause, Some(target)) => write!(f, "SIGSTOP {target}"),
             (FaultKind::KillForGood, Some(target)) => write!(f, "SIGKILL {target} for good"),
+            (FaultKind::Skew, Some(target)) => {
+                let skew = self.skew_ms.unwrap_or_default() as f64 / 1000.0;
+                write!(f, "clock of {target} {skew:+.1} s off")
+            }
             (FaultKind::Broker, _) => write!(f, "SIGKILL {}", broker(self.broker)),
             (FaultKind::BrokerPause, _) => write!(f, "SIGSTOP {}", broker(self.broker)),
             (FaultKind::Postgres, _) => write!(f, "PostgreSQL stopped with -m immediate"),
@@ -274,6 +294,8 @@ fn faults(rng: &mut StdRng, settings: &Settings) -> Vec<Fault> {
                 _ => Broker::Number(rng.random_range(1..=settings.brokers)),
             }
         });
+        let skew_ms = (kind == FaultKind::Skew)
+            .then(|| if rng.random_bool(0.5) { SKEW } else { -SKEW });
         let at = slot * (i as f64 + rng.random_range(0.25..0.75));
         let (shortest, longest) = kind.downtime_ms();
         let mut downtime = Duration::from_millis(rng.random_range(shortest..=longest));
@@ -285,6 +307,7 @@ fn faults(rng: &mut StdRng, settings: &Settings) -> Vec<Fault> {
             kind,
             target,
             broker,
+            skew_ms,
             at: Duration::from_secs_f64(at),
             downtime,
         });
@@ -329,11 +352,14 @@ mod tests {
         for fault in &plan.faults {
             let (shortest, longest) = match fault.kind {
                 FaultKind::Pause | FaultKind::BrokerPause => (2, 12),
+                FaultKind::Skew => (10, 30),
                 FaultKind::KillForGood => (0, 100),
                 _ => (0, 3),
             };
             let range = Duration::from_secs(shortest)..=Duration::from_secs(longest);
             assert!(range.contains(&fault.downtime), "{fault:?}");
+            let skew = fault.skew_ms.map(i64::abs);
+            assert_eq!(skew, (fault.kind == FaultKind::Skew).then_some(SKEW), "{fault:?}");
         }
     }
 

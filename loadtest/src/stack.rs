@@ -41,6 +41,12 @@ impl Scripts {
             (FaultKind::Pause, Some(target)) => {
                 format!("service pause {} {}", target.service, target.number)
             }
+            (FaultKind::Skew, Some(target)) => format!(
+                "service restart {} {} --clock-skew-ms {}",
+                target.service,
+                target.number,
+                fault.skew_ms.unwrap_or_default()
+            ),
             (FaultKind::Broker, _) => match fault.broker {
                 Some(Broker::Number(number)) => format!("service kill kafka {number}"),
                 _ => "infra kill kafka".into(),
@@ -60,6 +66,9 @@ impl Scripts {
         let command = match (fault.kind, fault.target) {
             (FaultKind::Pause, Some(target)) => {
                 format!("service resume {} {}", target.service, target.number)
+            }
+            (FaultKind::Skew, Some(target)) => {
+                format!("service restart {} {}", target.service, target.number)
             }
             (_, Some(target)) => format!("service start {} {}", target.service, target.number),
             (FaultKind::BrokerPause, None) => match fault.broker {

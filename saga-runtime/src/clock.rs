@@ -11,22 +11,35 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 #[derive(Clone, Default)]
-pub struct Clock(Option<Arc<watch::Sender<DateTime<Utc>>>>);
+pub struct Clock {
+    manual: Option<Arc<watch::Sender<DateTime<Utc>>>>,
+    /// How far the system's clock is moved, as on a host whose clock is off.
+    skew: chrono::Duration,
+}
 
 impl Clock {
     /// The system's clock.
     pub fn system() -> Clock {
-        Clock(None)
+        Clock::default()
+    }
+
+    /// The system's clock moved by `skew` (ahead if positive), as a host's clock may be off:
+    /// what the chaos run injects to see what skew does to the sagas (`FAULT_CLOCK_SKEW_MS`).
+    pub fn skewed(skew: chrono::Duration) -> Clock {
+        Clock { manual: None, skew }
     }
 
     /// A clock that shows `start` until [`Clock::advance`] moves it.
     pub fn manual(start: DateTime<Utc>) -> Clock {
-        Clock(Some(Arc::new(watch::Sender::new(start))))
+        Clock {
+            manual: Some(Arc::new(watch::Sender::new(start))),
+            skew: chrono::Duration::zero(),
+        }
     }
 
     pub fn now(&self) -> DateTime<Utc> {
-        match &self.0 {
-            None => Utc::now(),
+        match &self.manual {
+            None => Utc::now() + self.skew,
             Some(manual) => *manual.borrow(),
         }
     }
@@ -34,7 +47,7 @@ impl Clock {
     /// Moves a manual clock forward by `by`, waking whoever sleeps until a time it reaches. The
     /// system's clock cannot be moved: it is left alone.
     pub fn advance(&self, by: Duration) {
-        if let Some(manual) = &self.0 {
+        if let Some(manual) = &self.manual {
             let by = chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
             manual.send_modify(|now| *now = now.checked_add_signed(by).unwrap_or(*now));
         }
@@ -44,7 +57,7 @@ impl Clock {
     /// whichever is first.
     pub async fn sleep_until(&self, at: DateTime<Utc>, at_most: Duration) {
         let wait = (at - self.now()).to_std().unwrap_or_default().min(at_most);
-        match &self.0 {
+        match &self.manual {
             None => tokio::time::sleep(wait).await,
             Some(manual) => {
                 let until = self.now() + wait;
@@ -57,8 +70,9 @@ impl Clock {
 
 impl fmt::Debug for Clock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            None => f.write_str("Clock::system"),
+        match &self.manual {
+            None if self.skew.is_zero() => f.write_str("Clock::system"),
+            None => write!(f, "Clock::skewed({} ms)", self.skew.num_milliseconds()),
             Some(manual) => write!(f, "Clock::manual({})", *manual.borrow()),
         }
     }
@@ -108,6 +122,15 @@ mod tests {
         tokio::task::yield_now().await;
         clock.advance(Duration::from_secs(5));
         sleeping.await.unwrap();
+    }
+
+    #[test]
+    fn a_skewed_clock_is_the_systems_moved_by_its_skew() {
+        let ahead = Clock::skewed(chrono::Duration::seconds(2));
+        let (before, skewed, after) = (Utc::now(), ahead.now(), Utc::now());
+        assert!(skewed >= before + chrono::Duration::seconds(2));
+        assert!(skewed <= after + chrono::Duration::seconds(2));
+        assert_eq!(format!("{ahead:?}"), "Clock::skewed(2000 ms)");
     }
 
     #[tokio::test]

@@ -24,7 +24,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Test-only crash point: abort right after committing the handling of this event type.
     pub crash_after_commit: Option<String>,
-    /// The time the service decides by: the system's, or a test's manual clock.
+    /// The time the service decides by: the system's (moved by `FAULT_CLOCK_SKEW_MS`, 0 unless
+    /// set, as on a host whose clock is off), or a test's manual clock.
     pub clock: Clock,
 }
 
@@ -159,7 +160,9 @@ impl Config {
             log_format: LogFormat::from_vars(vars)?,
             shutdown_timeout: shutdown_timeout(vars)?,
             crash_after_commit: vars.get("FAULT_CRASH_AFTER_COMMIT"),
-            clock: Clock::system(),
+            clock: Clock::skewed(chrono::Duration::milliseconds(
+                vars.parse("FAULT_CLOCK_SKEW_MS", 0)?,
+            )),
         })
     }
 }

@@ -40,6 +40,11 @@ enum Stack {
         /// The instance, from 1.
         #[arg(default_value_t = 1)]
         number: u32,
+        /// With start or restart: the clock the instance decides by runs this many
+        /// milliseconds ahead of the machine's (behind if negative), as on a host whose clock
+        /// is off.
+        #[arg(long, allow_hyphen_values = true)]
+        clock_skew_ms: Option<i64>,
     },
     /// Kafka and PostgreSQL alone.
     Infra {
@@ -127,6 +132,7 @@ async fn run(command: Stack) -> anyhow::Result<()> {
             action,
             name,
             number,
+            ..
         } if name == "kafka" => match action {
             Action::Start => local.start_broker(number).await,
             Action::Stop => local.stop_broker(number).await,
@@ -142,6 +148,7 @@ async fn run(command: Stack) -> anyhow::Result<()> {
             action,
             name,
             number,
+            clock_skew_ms,
         } => {
             let instances = local.stack_env().map_or(1, |env| env.instances);
             let limit = if name == "gateway" { 1 } else { instances };
@@ -160,14 +167,14 @@ async fn run(command: Stack) -> anyhow::Result<()> {
             match action {
                 Action::Start => {
                     local.infra_up().await?;
-                    local.start(&name, number).await
+                    local.start(&name, number, clock_skew_ms).await
                 }
                 Action::Stop => local.stop(&instance).await,
                 Action::Kill => local.kill(&instance),
                 Action::Restart => {
                     local.stop(&instance).await?;
                     local.infra_up().await?;
-                    local.start(&name, number).await
+                    local.start(&name, number, clock_skew_ms).await
                 }
                 Action::Pause => local.signal(&instance, Signal::SIGSTOP),
                 Action::Resume => local.signal(&instance, Signal::SIGCONT),

@@ -79,7 +79,7 @@ impl Local {
         self.remember(&wanted)?;
         self.infra_up().await?;
         for (name, n) in instances_of(instances) {
-            self.start(name, n).await?;
+            self.start(name, n, None).await?;
         }
         println!(
             "stack is up ({} build, {instances} instance(s) of each service): gateway on {}",
@@ -95,8 +95,10 @@ impl Local {
         self.infra_down().await
     }
 
-    /// Starts instance `n` of `name` (a service or the gateway) and waits until it answers.
-    pub async fn start(&self, name: &str, n: u32) -> anyhow::Result<()> {
+    /// Starts instance `n` of `name` (a service or the gateway) and waits until it answers;
+    /// with `skew_ms`, the clock it decides by runs that many milliseconds ahead (behind if
+    /// negative), as on a host whose clock is off (`FAULT_CLOCK_SKEW_MS`).
+    pub async fn start(&self, name: &str, n: u32, skew_ms: Option<i64>) -> anyhow::Result<()> {
         let instance = instance(name, n);
         let listen = instance_port(name, n)?;
         let binary = binary(name)?;
@@ -136,6 +138,13 @@ impl Local {
         } else {
             "/readyz"
         };
+        let skew = match skew_ms {
+            Some(skew) => {
+                command.env("FAULT_CLOCK_SKEW_MS", skew.to_string());
+                format!(", its clock {skew:+} ms off")
+            }
+            None => String::new(),
+        };
         let log = self.log(&instance);
         let mut process = Process::spawn(command, &log, true)?;
         self.write_pid(&instance, &process)?;
@@ -150,7 +159,7 @@ impl Local {
             );
         }
         println!(
-            "{instance} started on :{listen} (pid {}, log .local/logs/{instance}.log)",
+            "{instance} started on :{listen} (pid {}, log .local/logs/{instance}.log{skew})",
             process.id()
         );
         Ok(())

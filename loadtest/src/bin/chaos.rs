@@ -70,10 +70,11 @@ struct Options {
     /// Fault kinds, comma-separated: kill, term, pause (SIGKILL, SIGTERM, SIGSTOP of a
     /// service instance), kill-for-good (SIGKILL of an instance that stays down until the
     /// load is over), broker, broker-pause (SIGKILL, SIGSTOP of Kafka), postgres (stop -m
-    /// immediate); or none.
+    /// immediate), skew (an instance restarted with its clock 2 s ahead or behind, for 10 to
+    /// 30 s); or none.
     #[arg(
         long,
-        default_value = "kill,term,pause,kill-for-good,broker,broker-pause,postgres"
+        default_value = "kill,term,pause,kill-for-good,broker,broker-pause,postgres,skew"
     )]
     faults: String,
     /// About how many seconds apart faults start (at least one of each kind is planned).
@@ -333,10 +334,17 @@ async fn inject_faults(
         errors: Vec::new(),
         windows: Vec::new(),
     };
-    let mut for_good = Vec::new();
+    // Faults that last while others come (a kill for good, a skewed clock), healed once their
+    // time has come, in the order of that time.
+    let mut lasting: Vec<(Instant, String, Fault, usize)> = Vec::new();
     for (i, planned) in plan.iter().enumerate() {
         let name = format!("fault {}/{}", i + 1, plan.len());
         tokio::time::sleep_until((started + planned.at).into()).await;
+        lasting.sort_by_key(|(due, ..)| *due);
+        while lasting.first().is_some_and(|(due, ..)| *due <= Instant::now()) {
+            let (_, name, fault, window) = lasting.remove(0);
+            heal(scripts, &name, &fault, &mut faults, window, started).await;
+        }
         let fault = match which_broker(topic, planned).await {
             Ok(fault) => fault,
             Err(e) => {
@@ -367,15 +375,16 @@ async fn inject_faults(
                 faults.errors.push(format!("{e:#}"));
             }
         }
-        if fault.kind == FaultKind::KillForGood {
-            for_good.push((name, fault, window));
+        if matches!(fault.kind, FaultKind::KillForGood | FaultKind::Skew) {
+            lasting.push((Instant::now() + fault.downtime, name, fault, window));
             continue;
         }
         tokio::time::sleep(fault.downtime).await;
         heal(scripts, &name, &fault, &mut faults, window, started).await;
     }
-    for (name, fault, window) in for_good {
-        tokio::time::sleep_until((started + fault.at + fault.downtime).into()).await;
+    lasting.sort_by_key(|(due, ..)| *due);
+    for (due, name, fault, window) in lasting {
+        tokio::time::sleep_until(due.into()).await;
         heal(scripts, &name, &fault, &mut faults, window, started).await;
     }
     faults
