@@ -294,8 +294,8 @@ fn faults(rng: &mut StdRng, settings: &Settings) -> Vec<Fault> {
                 _ => Broker::Number(rng.random_range(1..=settings.brokers)),
             }
         });
-        let skew_ms = (kind == FaultKind::Skew)
-            .then(|| if rng.random_bool(0.5) { SKEW } else { -SKEW });
+        let skew_ms =
+            (kind == FaultKind::Skew).then(|| if rng.random_bool(0.5) { SKEW } else { -SKEW });
         let at = slot * (i as f64 + rng.random_range(0.25..0.75));
         let (shortest, longest) = kind.downtime_ms();
         let mut downtime = Duration::from_millis(rng.random_range(shortest..=longest));
@@ -359,7 +359,11 @@ mod tests {
             let range = Duration::from_secs(shortest)..=Duration::from_secs(longest);
             assert!(range.contains(&fault.downtime), "{fault:?}");
             let skew = fault.skew_ms.map(i64::abs);
-            assert_eq!(skew, (fault.kind == FaultKind::Skew).then_some(SKEW), "{fault:?}");
+            assert_eq!(
+                skew,
+                (fault.kind == FaultKind::Skew).then_some(SKEW),
+                "{fault:?}"
+            );
         }
     }
 

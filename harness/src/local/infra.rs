@@ -214,10 +214,7 @@ impl Local {
 
     async fn stop_node(&self, name: &str) {
         if let Some(broker) = self.running(name) {
-            if let Err(error) = broker.terminate(Duration::from_secs(60)).await {
-                eprintln!("{name}: {error:#}");
-            }
-            println!("{name}: stopped");
+            stopped(name, broker).await;
         }
         self.forget(name);
     }
@@ -243,8 +240,17 @@ impl Local {
 
     /// Stops the local brokers and cluster (data is kept).
     pub async fn infra_down(&self) -> anyhow::Result<()> {
+        // All at once: one by one, the last would wait for a quorum that is gone already.
+        let mut running = Vec::new();
         for (name, _) in self.kafka_nodes(self.started_brokers().unwrap_or(1)) {
-            self.stop_node(&name).await;
+            if let Some(mut broker) = self.running(&name) {
+                let _ = broker.signal(Signal::SIGTERM);
+                running.push((name, broker));
+            }
+        }
+        for (name, broker) in running {
+            stopped(&name, broker).await;
+            self.forget(&name);
         }
         let _ = std::fs::remove_file(self.brokers_file());
         let postgres = self.postgres();
@@ -320,6 +326,14 @@ async fn broker_ready(name: &str, node: &KafkaServer, broker: &mut Process) -> a
         broker.id()
     );
     Ok(())
+}
+
+/// SIGTERM of a broker, which hands its partitions over and exits; killed after 60 s.
+async fn stopped(name: &str, broker: Process) {
+    if let Err(error) = broker.terminate(Duration::from_secs(60)).await {
+        eprintln!("{name}: {error:#}");
+    }
+    println!("{name}: stopped");
 }
 
 /// The brokers `BROKERS` asks for, if it is set: 1 or 3.

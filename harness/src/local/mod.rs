@@ -128,7 +128,10 @@ impl Local {
                     .to_str()?
                     .strip_suffix(".pid")?
                     .to_string();
-                (name != "kafka").then_some(name)
+                let ours = name == "gateway"
+                    || (name.rsplit_once('-'))
+                        .is_some_and(|(service, _)| services::SERVICES.contains(&service));
+                ours.then_some(name)
             })
             .collect();
         names.sort();
@@ -183,6 +186,25 @@ mod tests {
             Some("STACK_PROFILE=release\nSTACK_INSTANCES=2\n")
         );
         assert_eq!(StackEnv::parse("STACK_PROFILE=debug\n"), None);
+    }
+
+    #[test]
+    fn only_the_services_pid_files_are_the_services() {
+        let dir = std::env::temp_dir().join(format!("local-{}", uuid::Uuid::new_v4()));
+        fs::create_dir_all(dir.join(".local/run")).expect("a run directory");
+        for name in [
+            "order-1",
+            "gateway",
+            "kafka",
+            "kafka-2",
+            "dockerd",
+            "deadline-3",
+        ] {
+            fs::write(dir.join(format!(".local/run/{name}.pid")), "1\n").expect("a pid file");
+        }
+        let local = Local::new(&dir);
+        assert_eq!(local.with_pid_files(), ["deadline-3", "gateway", "order-1"]);
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -341,7 +341,10 @@ async fn inject_faults(
         let name = format!("fault {}/{}", i + 1, plan.len());
         tokio::time::sleep_until((started + planned.at).into()).await;
         lasting.sort_by_key(|(due, ..)| *due);
-        while lasting.first().is_some_and(|(due, ..)| *due <= Instant::now()) {
+        while lasting
+            .first()
+            .is_some_and(|(due, ..)| *due <= Instant::now())
+        {
             let (_, name, fault, window) = lasting.remove(0);
             heal(scripts, &name, &fault, &mut faults, window, started).await;
         }
