@@ -136,13 +136,25 @@ impl Topic {
         }
         partitions
             .into_iter()
-            .map(|partition| {
-                let (_, high) = consumer
-                    .fetch_watermarks(&self.name, partition, TIMEOUT)
-                    .with_context(|| format!("cannot read the end of partition {partition}"))?;
-                Ok((partition, high))
-            })
+            .map(|partition| Ok((partition, self.watermarks(consumer, partition)?.1)))
             .collect()
+    }
+
+    /// The first and next offsets of `partition`. A broker just restarted, or a partition whose
+    /// leader moves, answers "not leader" for a while: asked again until [`TIMEOUT`] is over.
+    fn watermarks(&self, consumer: &BaseConsumer, partition: i32) -> anyhow::Result<(i64, i64)> {
+        let started = std::time::Instant::now();
+        loop {
+            match consumer.fetch_watermarks(&self.name, partition, TIMEOUT) {
+                Ok(marks) => return Ok(marks),
+                Err(error) if started.elapsed() > TIMEOUT => {
+                    return Err(error).with_context(|| {
+                        format!("cannot read the offsets of partition {partition}")
+                    });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
     }
 
     /// Every event published after `marks` up to the topic's current end, in order within
@@ -172,12 +184,7 @@ impl Topic {
             // A partition without a mark is read from the first message it still holds.
             let start = match marks.get(&partition) {
                 Some(&mark) => mark,
-                None => {
-                    consumer
-                        .fetch_watermarks(&self.name, partition, TIMEOUT)
-                        .with_context(|| format!("cannot read the start of partition {partition}"))?
-                        .0
-                }
+                None => self.watermarks(&consumer, partition)?.0,
             };
             if start < end {
                 assignment.add_partition_offset(&self.name, partition, Offset::Offset(start))?;
