@@ -159,22 +159,36 @@ impl Process {
         what: &str,
     ) -> anyhow::Result<()> {
         let mut exited = false;
+        // What it answered last, for the error: a readiness probe says what it waits for.
+        let last = std::sync::Mutex::new(String::from("nothing"));
         let answered = wait_until(START_OR_STOP, || {
             exited |= !self.running();
             let probe = http.get(url).send();
+            let last = &last;
             async move {
                 if exited {
                     return Some(false);
                 }
                 let answer = probe.await.ok()?;
-                answer.status().is_success().then_some(true)
+                if answer.status().is_success() {
+                    return Some(true);
+                }
+                let status = answer.status();
+                let body = answer.text().await.unwrap_or_default();
+                if let Ok(mut last) = last.lock() {
+                    *last = format!("{status} {}", body.trim());
+                }
+                None
             }
         })
         .await;
+        let last = last.into_inner().unwrap_or_default();
         match answered {
             Ok(true) => Ok(()),
             Ok(false) => bail!("{what} exited while starting"),
-            Err(_) => bail!("{what} did not answer {url} within {START_OR_STOP:?}"),
+            Err(_) => {
+                bail!("{what} did not answer {url} within {START_OR_STOP:?} (last answer: {last})")
+            }
         }
     }
 }
