@@ -123,11 +123,14 @@ pub fn processes(local: &Local, env: &StackEnv) -> anyhow::Result<Vec<Process>> 
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if let Ok(pid) = local.pid("kafka") {
-        processes.push(Process {
-            name: "kafka".into(),
-            pid,
-        });
+    // One broker, or each of a cluster's.
+    for broker in ["kafka", "kafka-1", "kafka-2", "kafka-3"] {
+        if let Ok(pid) = local.pid(broker) {
+            processes.push(Process {
+                name: broker.into(),
+                pid,
+            });
+        }
     }
     if let Ok(pid) = local.postmaster_pid() {
         processes.push(Process {
