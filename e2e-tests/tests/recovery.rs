@@ -11,7 +11,7 @@ use std::{
 };
 
 use e2e_tests::{
-    SERVICES, SETTLE, Servers, Stack, ids,
+    SERVICES, SETTLE, Servers, Settled, Stack, ids,
     infra::{Crashable, PrivateKafka, PrivatePostgres},
     time_until, wait_until,
 };
@@ -112,15 +112,7 @@ async fn postgres_stopped_immediately_mid_flow_stops_no_saga() -> anyhow::Result
     stack.finished(after, "APPROVED", SETTLE).await?;
 
     // A POST cut off by the crash may or may not have created its order: check them all.
-    let (_, all) = stack.get("order", "/orders?limit=1000").await?;
-    let orders = ids(&all);
-    let settled = stack
-        .settle_and_check(HOLDER, BALANCE, &orders, SETTLE)
-        .await?;
-    println!(
-        "{} orders around a database crash: {settled:?}",
-        orders.len()
-    );
+    every_order_settled(&stack, "a database crash").await?;
     Ok(())
 }
 
@@ -296,6 +288,17 @@ async fn approved_then_settled(
     Ok(())
 }
 
+/// Waits until every order of the holder has settled and checks the invariants on them all.
+async fn every_order_settled(stack: &Stack, fault: &str) -> anyhow::Result<Settled> {
+    let (_, all) = stack.get("order", "/orders?limit=1000").await?;
+    let orders = ids(&all);
+    let settled = stack
+        .settle_and_check(HOLDER, BALANCE, &orders, SETTLE)
+        .await?;
+    println!("{} orders around {fault}: {settled:?}", orders.len());
+    Ok(settled)
+}
+
 /// Twenty orders at once, before a fault.
 async fn first_orders(stack: &Stack) -> anyhow::Result<Vec<i64>> {
     futures::future::try_join_all((0..20).map(|_| stack.order(HOLDER, 1, 10))).await
@@ -394,15 +397,7 @@ async fn on_three_brokers_one_killed_for_good_mid_flow_every_saga_is_still_appro
         all_ready(&stack).await,
         "two brokers of three are enough for every service to be ready"
     );
-    let (_, all) = stack.get("order", "/orders?limit=1000").await?;
-    let orders = ids(&all);
-    let settled = stack
-        .settle_and_check(HOLDER, BALANCE, &orders, SETTLE)
-        .await?;
-    println!(
-        "{} orders around a broker lost of three: {settled:?}",
-        orders.len()
-    );
+    let settled = every_order_settled(&stack, "a broker lost of three").await?;
     assert_eq!(settled.rejected, 0, "every order was approved");
     Ok(())
 }
