@@ -4,14 +4,10 @@
 //! instances of every service killed. After the fault, no test here does anything but wait
 //! (and restart what it stopped): every saga must settle by itself.
 
-use std::{
-    future::Future,
-    sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
-};
+use std::time::Duration;
 
 use e2e_tests::{
-    SERVICES, SETTLE, Servers, Settled, Stack, ids,
+    SERVICES, SETTLE, Servers, Stack,
     infra::{Crashable, PrivateKafka, PrivatePostgres},
     time_until, wait_until,
 };
@@ -20,8 +16,9 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer},
 };
 
-const HOLDER: &str = "jjy";
-const BALANCE: i64 = 1_000_000;
+mod support;
+
+use support::{BALANCE, HOLDER, all_ready, every_order_settled, first_orders, orders_during};
 
 #[tokio::test]
 async fn a_broker_killed_mid_flow_stops_no_saga_and_readiness_says_so_until_it_is_back()
@@ -279,45 +276,6 @@ async fn approved_then_settled(stack: &Stack, count: usize, fault: &str) -> anyh
     Ok(())
 }
 
-/// Waits until every order of the holder has settled and checks the invariants on them all.
-async fn every_order_settled(stack: &Stack, fault: &str) -> anyhow::Result<Settled> {
-    let (_, all) = stack.get("order", "/orders?limit=1000").await?;
-    let orders = ids(&all);
-    let settled = stack
-        .settle_and_check(HOLDER, BALANCE, &orders, SETTLE)
-        .await?;
-    println!("{} orders around {fault}: {settled:?}", orders.len());
-    Ok(settled)
-}
-
-/// Twenty orders at once, before a fault.
-async fn first_orders(stack: &Stack) -> anyhow::Result<Vec<i64>> {
-    futures::future::try_join_all((0..20).map(|_| stack.order(HOLDER, 1, 10))).await
-}
-
-/// Places an order every 50 ms while `faults` runs, and returns what `faults` returned. An
-/// order refused during an outage is not retried; one whose POST was cut off may exist or not,
-/// so the checks afterwards read every order the holder has ([`every_order_settled`]).
-async fn orders_during<T>(
-    stack: &Stack,
-    faults: impl Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
-    let done = AtomicBool::new(false);
-    let placing = async {
-        while !done.load(Ordering::Relaxed) {
-            let _ = stack.order(HOLDER, 1, 10).await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    let faulting = async {
-        let result = faults.await;
-        done.store(true, Ordering::Relaxed);
-        result
-    };
-    let ((), result) = tokio::join!(placing, faulting);
-    result
-}
-
 /// Places orders all along while `server` crashes after the first ones and comes back: every
 /// service must first say that `dependency` is unreachable, then be ready again. Returns how
 /// long the services took to be ready once the server was back.
@@ -346,46 +304,5 @@ async fn every_service_unready_for(stack: &Stack, dependency: &str) -> anyhow::R
         })
         .await?;
     }
-    Ok(())
-}
-
-async fn all_ready(stack: &Stack) -> bool {
-    for service in SERVICES {
-        match stack.get(service, "/readyz").await {
-            Ok((200, _)) => {}
-            _ => return false,
-        }
-    }
-    true
-}
-
-/// On three brokers (replication 3, two in sync), losing one loses nothing and stops nothing:
-/// the broker first in every service's bootstrap list is killed mid-flow and never comes back,
-/// and every saga, before and after, is approved. The deadline is long, so that this checks
-/// what a broker loss does, not how fast a loaded machine is.
-#[tokio::test]
-async fn on_three_brokers_one_killed_for_good_mid_flow_every_saga_is_still_approved()
--> anyhow::Result<()> {
-    let mut kafka = PrivateKafka::cluster("threebrokers", 3).await?;
-    let servers = Servers::from_env().with_kafka(kafka.bootstrap());
-    let stack = Stack::start_on(servers, "threebrokers", &[("DEADLINE_MS", "60000")]).await?;
-    stack.open_account(HOLDER, BALANCE).await?;
-
-    orders_during(&stack, async {
-        first_orders(&stack).await?;
-        kafka.kill_node(1)?;
-        let after = first_orders(&stack).await?;
-        for order in after {
-            stack.finished(order, "APPROVED", SETTLE).await?;
-        }
-        Ok(())
-    })
-    .await?;
-    assert!(
-        all_ready(&stack).await,
-        "two brokers of three are enough for every service to be ready"
-    );
-    let settled = every_order_settled(&stack, "a broker lost of three").await?;
-    assert_eq!(settled.rejected, 0, "every order was approved");
     Ok(())
 }
