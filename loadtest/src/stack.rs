@@ -47,14 +47,8 @@ impl Scripts {
                 target.number,
                 fault.skew_ms.unwrap_or_default()
             ),
-            (FaultKind::Broker, _) => match fault.broker {
-                Some(Broker::Number(number)) => format!("service kill kafka {number}"),
-                _ => "infra kill kafka".into(),
-            },
-            (FaultKind::BrokerPause, _) => match fault.broker {
-                Some(Broker::Number(number)) => format!("service pause kafka {number}"),
-                _ => "infra pause kafka".into(),
-            },
+            (FaultKind::Broker, _) => broker(fault, "kill", "infra kill kafka"),
+            (FaultKind::BrokerPause, _) => broker(fault, "pause", "infra pause kafka"),
             (FaultKind::Postgres, _) => "infra kill postgres".into(),
             (kind, None) => bail!("a {} fault needs a target", kind.name()),
         };
@@ -71,14 +65,8 @@ impl Scripts {
                 format!("service restart {} {}", target.service, target.number)
             }
             (_, Some(target)) => format!("service start {} {}", target.service, target.number),
-            (FaultKind::BrokerPause, None) => match fault.broker {
-                Some(Broker::Number(number)) => format!("service resume kafka {number}"),
-                _ => "infra resume kafka".into(),
-            },
-            (FaultKind::Broker, None) => match fault.broker {
-                Some(Broker::Number(number)) => format!("service start kafka {number}"),
-                _ => "infra up".into(),
-            },
+            (FaultKind::BrokerPause, None) => broker(fault, "resume", "infra resume kafka"),
+            (FaultKind::Broker, None) => broker(fault, "start", "infra up"),
             (_, None) => "infra up".into(),
         };
         self.run(&command).await
@@ -103,6 +91,15 @@ impl Scripts {
             bail!("{typed} failed ({}): {}", output.status, tail.join(" | "));
         }
         Ok(typed)
+    }
+}
+
+/// The command that does `action` to the broker `fault` hits: broker N of a cluster, or
+/// `single`, the command for a single broker.
+fn broker(fault: &Fault, action: &str, single: &str) -> String {
+    match fault.broker {
+        Some(Broker::Number(number)) => format!("service {action} kafka {number}"),
+        _ => single.into(),
     }
 }
 
