@@ -66,12 +66,12 @@ impl PrivateKafka {
             taken.push(port);
             let controller_port = free_port(&taken)?;
             taken.push(controller_port);
-            Ok(Place {
-                dir: dir.join(format!("node-{id}")),
-                log: dir.join(format!("node-{id}.log")),
+            Ok(Place::local(
+                dir.join(format!("node-{id}")),
+                dir.join(format!("node-{id}.log")),
                 port,
                 controller_port,
-            })
+            ))
         })?;
         let cluster_id = KafkaServer::cluster_id(&servers);
         let mut kafka = PrivateKafka { nodes: Vec::new() };
@@ -170,7 +170,9 @@ impl PrivatePostgres {
         let server = PostgresServer {
             log: dir.join("postgres.log"),
             dir,
+            host: "127.0.0.1".into(),
             port: free_port(&[])?,
+            namespace: None,
             settings: vec!["fsync=off".into()],
         };
         server.start()?;

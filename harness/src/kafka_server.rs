@@ -21,13 +21,10 @@ use std::{
 use anyhow::{Context, bail};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
-use crate::{process::Process, repository, topic, wait::wait_until};
+use crate::{network, process::Process, repository, topic, wait::wait_until};
 
 /// How long a broker may take to serve requests after it was started.
 const START: Duration = Duration::from_secs(90);
-
-/// The address every node listens on.
-const HOST: &str = "127.0.0.1";
 
 /// One node of a cluster.
 pub struct KafkaServer {
@@ -35,19 +32,39 @@ pub struct KafkaServer {
     pub id: u32,
     /// Its `server.properties` and its `data/`.
     pub dir: PathBuf,
+    /// The address it listens on.
+    pub host: String,
     pub port: u16,
     pub controller_port: u16,
     pub log: PathBuf,
-    /// The id and controller port of every node of its cluster, itself among them.
-    pub voters: Vec<(u32, u16)>,
+    /// The network namespace it runs in ([`crate::network`]), if not this machine's.
+    pub namespace: Option<String>,
+    /// The id and controller address of every node of its cluster, itself among them.
+    pub voters: Vec<(u32, String)>,
 }
 
 /// Where node `id` of a cluster lives: its directory, its log, its port and its controller's.
 pub struct Place {
     pub dir: PathBuf,
     pub log: PathBuf,
+    pub host: String,
     pub port: u16,
     pub controller_port: u16,
+    pub namespace: Option<String>,
+}
+
+impl Place {
+    /// A place on this machine's loopback.
+    pub fn local(dir: PathBuf, log: PathBuf, port: u16, controller_port: u16) -> Place {
+        Place {
+            dir,
+            log,
+            host: "127.0.0.1".into(),
+            port,
+            controller_port,
+            namespace: None,
+        }
+    }
 }
 
 impl KafkaServer {
@@ -59,25 +76,27 @@ impl KafkaServer {
         let places: Vec<(u32, Place)> = (1..=size)
             .map(|id| Ok((id, place(id)?)))
             .collect::<anyhow::Result<_>>()?;
-        let voters: Vec<(u32, u16)> = places
+        let voters: Vec<(u32, String)> = places
             .iter()
-            .map(|(id, place)| (*id, place.controller_port))
+            .map(|(id, place)| (*id, format!("{}:{}", place.host, place.controller_port)))
             .collect();
         Ok(places
             .into_iter()
             .map(|(id, place)| KafkaServer {
                 id,
                 dir: place.dir,
+                host: place.host,
                 port: place.port,
                 controller_port: place.controller_port,
                 log: place.log,
+                namespace: place.namespace,
                 voters: voters.clone(),
             })
             .collect())
     }
 
     pub fn bootstrap(&self) -> String {
-        format!("{HOST}:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// The bootstrap list of a cluster, as `KAFKA_BOOTSTRAP` takes it.
@@ -158,6 +177,7 @@ impl KafkaServer {
             "kafka.Kafka",
         );
         broker.arg(self.properties()).current_dir(&self.dir);
+        let broker = network::enter(self.namespace.as_deref(), broker);
         Process::spawn(broker, &self.log, detached)
     }
 
@@ -195,15 +215,15 @@ impl KafkaServer {
     /// cluster's size allows.
     fn own_properties(&self) -> String {
         let voters: Vec<String> = (self.voters.iter())
-            .map(|(id, port)| format!("{id}@{HOST}:{port}"))
+            .map(|(id, address)| format!("{id}@{address}"))
             .collect();
         let replicas = self.voters.len();
         let in_sync = replicas.min(2);
         format!(
             "node.id={id}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller}
-advertised.listeners=PLAINTEXT://{HOST}:{port}
+listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}
+advertised.listeners=PLAINTEXT://{host}:{port}
 log.dirs={data}
 default.replication.factor={replicas}
 min.insync.replicas={in_sync}
@@ -215,6 +235,7 @@ share.coordinator.state.topic.min.isr={in_sync}
 unclean.leader.election.enable=false
 ",
             id = self.id,
+            host = self.host,
             voters = voters.join(","),
             port = self.port,
             controller = self.controller_port,
@@ -305,12 +326,12 @@ mod tests {
     #[test]
     fn each_node_of_three_knows_every_voter_and_replicates_three_times_two_in_sync() {
         let nodes = KafkaServer::cluster(3, |id| {
-            Ok(Place {
-                dir: PathBuf::from(format!("/k{id}")),
-                log: PathBuf::from(format!("/k{id}.log")),
-                port: 9090 + 2 * id as u16,
-                controller_port: 9091 + 2 * id as u16,
-            })
+            Ok(Place::local(
+                PathBuf::from(format!("/k{id}")),
+                PathBuf::from(format!("/k{id}.log")),
+                9090 + 2 * id as u16,
+                9091 + 2 * id as u16,
+            ))
         })
         .expect("three places");
         assert_eq!(
@@ -332,12 +353,12 @@ mod tests {
             );
         }
         let alone = KafkaServer::cluster(1, |_| {
-            Ok(Place {
-                dir: PathBuf::from("/k"),
-                log: PathBuf::from("/k.log"),
-                port: 9092,
-                controller_port: 9093,
-            })
+            Ok(Place::local(
+                PathBuf::from("/k"),
+                PathBuf::from("/k.log"),
+                9092,
+                9093,
+            ))
         })
         .expect("one place");
         let alone = alone[0].own_properties();

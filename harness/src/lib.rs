@@ -12,6 +12,7 @@ pub mod api;
 pub mod invariants;
 pub mod kafka_server;
 pub mod local;
+pub mod network;
 pub mod ports;
 pub mod postgres_server;
 pub mod process;

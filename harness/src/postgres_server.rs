@@ -1,8 +1,9 @@
 //! A PostgreSQL cluster of Debian's newest installed version, run by its own programs
 //! (`initdb`, `pg_ctl`) as the `postgres` OS user: the local stack's (`scripts/infra`) and the
-//! one a test crashes (`e2e_tests::infra`) are both this. It listens on 127.0.0.1 only, with its
-//! socket in a directory of its own (not to clash with a Debian cluster's), and lets in the role
-//! `saga` (password `saga`), which creates the services' databases.
+//! one a test crashes (`e2e_tests::infra`) are both this. It listens on one address (127.0.0.1,
+//! or its own in a network namespace), with its socket in a directory of its own (not to clash
+//! with a Debian cluster's), and lets in the role `saga` (password `saga`) from that address's
+//! subnet, which creates the services' databases.
 
 use std::{
     path::{Path, PathBuf},
@@ -11,13 +12,20 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use crate::process::tail;
+use crate::{network, process::tail};
+
+/// The line of `pg_hba.conf` that lets clients of the server's own subnet in with a password.
+const SAMENET: &str = "host all all samenet scram-sha-256";
 
 pub struct PostgresServer {
     /// Its `data/` and the `run/` that holds its socket.
     pub dir: PathBuf,
+    /// The address it listens on.
+    pub host: String,
     pub port: u16,
     pub log: PathBuf,
+    /// The network namespace it runs in ([`crate::network`]), if not this machine's.
+    pub namespace: Option<String>,
     /// Settings beyond the common ones, as `-c name=value` takes them.
     pub settings: Vec<String>,
 }
@@ -31,7 +39,7 @@ const ROLE: &str = "DO $$ BEGIN \
 impl PostgresServer {
     /// A server URL as `PG_URL` takes it.
     pub fn url(&self) -> String {
-        format!("postgres://saga:saga@127.0.0.1:{}", self.port)
+        format!("postgres://saga:saga@{}:{}", self.host, self.port)
     }
 
     pub fn running(&self) -> bool {
@@ -80,9 +88,18 @@ impl PostgresServer {
                 .args(["-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8"])
                 .args(["--auth-local=trust", "--auth-host=scram-sha-256"]))?;
         }
+        // initdb lets in loopback only; on a network of its own, clients come from its subnet.
+        let hba = self.data().join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba)
+            .with_context(|| format!("cannot read {}", hba.display()))?;
+        if !rules.contains(SAMENET) {
+            std::fs::write(&hba, format!("{rules}\n{SAMENET}\n"))
+                .with_context(|| format!("cannot write {}", hba.display()))?;
+        }
         let mut options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k '{}' -c max_connections=300 \
+            "-c listen_addresses={} -p {} -k '{}' -c max_connections=300 \
              -c shared_buffers=128MB",
+            self.host,
             self.port,
             sockets.display()
         );
@@ -90,7 +107,9 @@ impl PostgresServer {
             options += &format!(" -c {setting}");
         }
         let log = self.log.to_string_lossy();
-        if let Err(error) = self.pg_ctl(&["-l", &log, "-w", "-t", "60", "-o", &options, "start"]) {
+        let start = ["-l", &log, "-w", "-t", "60", "-o", &options, "start"];
+        let mut command = network::enter(self.namespace.as_deref(), self.pg_ctl_command(&start)?);
+        if let Err(error) = run(&mut command) {
             bail!(
                 "{error:#}\nthe end of {}:\n{}",
                 self.log.display(),
@@ -116,10 +135,13 @@ impl PostgresServer {
     }
 
     fn pg_ctl(&self, args: &[&str]) -> anyhow::Result<()> {
-        run(as_postgres(bin()?.join("pg_ctl"))
-            .arg("-D")
-            .arg(self.data())
-            .args(args))
+        run(&mut self.pg_ctl_command(args)?)
+    }
+
+    fn pg_ctl_command(&self, args: &[&str]) -> anyhow::Result<Command> {
+        let mut command = as_postgres(bin()?.join("pg_ctl"));
+        command.arg("-D").arg(self.data()).args(args);
+        Ok(command)
     }
 }
 

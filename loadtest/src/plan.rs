@@ -28,8 +28,8 @@ const ORDERS_PER_HOLDER: usize = 10;
 const AMOUNTS: (i64, i64) = (50, 450);
 /// How long a fault lasts before its restart, in milliseconds, inclusive.
 const DOWNTIME_MS: (u64, u64) = (500, 3000);
-/// How long a pause (SIGSTOP, then SIGCONT) lasts, in milliseconds, inclusive: as a long GC
-/// pause or a stalled VM.
+/// How long a pause (SIGSTOP, then SIGCONT) or a cut in the network lasts, in milliseconds,
+/// inclusive: as a long GC pause, a stalled VM or a failed link.
 const PAUSE_MS: (u64, u64) = (2000, 12000);
 /// How long an instance runs with its clock off, before it is restarted with the right one.
 const SKEW_MS: (u64, u64) = (10_000, 30_000);
@@ -56,10 +56,20 @@ pub enum FaultKind {
     /// A service instance restarted with its clock [`SKEW`] ahead or behind, and restarted
     /// with the right one after its downtime.
     Skew,
+    /// A broker cut off from the other two, both ways (on three brokers, on hosts of their
+    /// own); clients still reach it.
+    CutBroker,
+    /// A service instance cut off from every broker, both ways (on hosts of their own).
+    CutKafka,
+    /// A service instance cut off from PostgreSQL, both ways (on hosts of their own).
+    CutPostgres,
+    /// The packets of a service instance to the brokers dropped, or theirs to it, not both
+    /// (on hosts of their own).
+    CutOneWay,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::Kill,
         FaultKind::Term,
         FaultKind::Pause,
@@ -68,6 +78,10 @@ impl FaultKind {
         FaultKind::BrokerPause,
         FaultKind::Postgres,
         FaultKind::Skew,
+        FaultKind::CutBroker,
+        FaultKind::CutKafka,
+        FaultKind::CutPostgres,
+        FaultKind::CutOneWay,
     ];
 
     pub fn name(self) -> &'static str {
@@ -80,7 +94,29 @@ impl FaultKind {
             FaultKind::BrokerPause => "broker-pause",
             FaultKind::Postgres => "postgres",
             FaultKind::Skew => "skew",
+            FaultKind::CutBroker => "cut-broker",
+            FaultKind::CutKafka => "cut-kafka",
+            FaultKind::CutPostgres => "cut-postgres",
+            FaultKind::CutOneWay => "cut-one-way",
         }
+    }
+
+    /// Whether a stack of `brokers` can have it: cuts need hosts of their own, and a broker
+    /// cut off from the others needs others.
+    pub fn fits(self, brokers: u32, hosts: bool) -> bool {
+        match self {
+            FaultKind::CutBroker => hosts && brokers > 1,
+            FaultKind::CutKafka | FaultKind::CutPostgres | FaultKind::CutOneWay => hosts,
+            _ => true,
+        }
+    }
+
+    /// Whether it hits one of several brokers, when there are several.
+    fn hits_a_broker(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Broker | FaultKind::BrokerPause | FaultKind::CutBroker
+        )
     }
 
     /// Whether it hits one service instance (rather than the broker or the database).
@@ -92,12 +128,20 @@ impl FaultKind {
                 | FaultKind::Pause
                 | FaultKind::KillForGood
                 | FaultKind::Skew
+                | FaultKind::CutKafka
+                | FaultKind::CutPostgres
+                | FaultKind::CutOneWay
         )
     }
 
     fn downtime_ms(self) -> (u64, u64) {
         match self {
-            FaultKind::Pause | FaultKind::BrokerPause => PAUSE_MS,
+            FaultKind::Pause
+            | FaultKind::BrokerPause
+            | FaultKind::CutBroker
+            | FaultKind::CutKafka
+            | FaultKind::CutPostgres
+            | FaultKind::CutOneWay => PAUSE_MS,
             FaultKind::Skew => SKEW_MS,
             _ => DOWNTIME_MS,
         }
@@ -166,6 +210,9 @@ pub struct Fault {
     pub broker: Option<Broker>,
     /// How far off a skew fault sets the instance's clock, in milliseconds.
     pub skew_ms: Option<i64>,
+    /// For a one-way cut: whether the instance's packets to the brokers are dropped (rather
+    /// than theirs to it).
+    pub outbound: Option<bool>,
     /// When to inject it, from the start of the load.
     pub at: Duration,
     /// How long to leave it before restarting or resuming what it stopped; for a kill for
@@ -187,6 +234,15 @@ impl fmt::Display for Fault {
             (FaultKind::Broker, _) => write!(f, "SIGKILL {}", broker(self.broker)),
             (FaultKind::BrokerPause, _) => write!(f, "SIGSTOP {}", broker(self.broker)),
             (FaultKind::Postgres, _) => write!(f, "PostgreSQL stopped with -m immediate"),
+            (FaultKind::CutBroker, _) => write!(f, "{} cut off", broker(self.broker)),
+            (FaultKind::CutKafka, Some(target)) => write!(f, "{target} cut off from Kafka"),
+            (FaultKind::CutPostgres, Some(target)) => {
+                write!(f, "{target} cut off from PostgreSQL")
+            }
+            (FaultKind::CutOneWay, Some(target)) => match self.outbound {
+                Some(true) => write!(f, "{target} -> Kafka dropped"),
+                _ => write!(f, "Kafka -> {target} dropped"),
+            },
             (kind, None) => write!(f, "{} without a target", kind.name()),
         }
     }
@@ -284,9 +340,7 @@ fn faults(rng: &mut StdRng, settings: &Settings) -> Vec<Fault> {
             service: services[rng.random_range(0..services.len())],
             number: rng.random_range(1..=settings.instances),
         });
-        let broker = (settings.brokers > 1
-            && matches!(kind, FaultKind::Broker | FaultKind::BrokerPause))
-        .then(|| {
+        let broker = (settings.brokers > 1 && kind.hits_a_broker()).then(|| {
             broker_faults += 1;
             match broker_faults % 3 {
                 1 => Broker::Controller,
@@ -296,6 +350,7 @@ fn faults(rng: &mut StdRng, settings: &Settings) -> Vec<Fault> {
         });
         let skew_ms =
             (kind == FaultKind::Skew).then(|| if rng.random_bool(0.5) { SKEW } else { -SKEW });
+        let outbound = (kind == FaultKind::CutOneWay).then(|| rng.random_bool(0.5));
         let at = slot * (i as f64 + rng.random_range(0.25..0.75));
         let (shortest, longest) = kind.downtime_ms();
         let mut downtime = Duration::from_millis(rng.random_range(shortest..=longest));
@@ -308,6 +363,7 @@ fn faults(rng: &mut StdRng, settings: &Settings) -> Vec<Fault> {
             target,
             broker,
             skew_ms,
+            outbound,
             at: Duration::from_secs_f64(at),
             downtime,
         });
@@ -351,7 +407,12 @@ mod tests {
         assert!(plan.faults.iter().all(|f| f.at < Duration::from_secs(100)));
         for fault in &plan.faults {
             let (shortest, longest) = match fault.kind {
-                FaultKind::Pause | FaultKind::BrokerPause => (2, 12),
+                FaultKind::Pause
+                | FaultKind::BrokerPause
+                | FaultKind::CutBroker
+                | FaultKind::CutKafka
+                | FaultKind::CutPostgres
+                | FaultKind::CutOneWay => (2, 12),
                 FaultKind::Skew => (10, 30),
                 FaultKind::KillForGood => (0, 100),
                 _ => (0, 3),

@@ -47,6 +47,8 @@ impl Scripts {
                 target.number,
                 fault.skew_ms.unwrap_or_default()
             ),
+            (FaultKind::CutKafka | FaultKind::CutPostgres | FaultKind::CutOneWay, Some(_))
+            | (FaultKind::CutBroker, _) => format!("partition {}", cut(fault)?),
             (FaultKind::Broker, _) => broker(fault, "kill", "infra kill kafka"),
             (FaultKind::BrokerPause, _) => broker(fault, "pause", "infra pause kafka"),
             (FaultKind::Postgres, _) => "infra kill postgres".into(),
@@ -64,6 +66,8 @@ impl Scripts {
             (FaultKind::Skew, Some(target)) => {
                 format!("service restart {} {}", target.service, target.number)
             }
+            (FaultKind::CutKafka | FaultKind::CutPostgres | FaultKind::CutOneWay, Some(_))
+            | (FaultKind::CutBroker, _) => format!("partition {} --heal", cut(fault)?),
             (_, Some(target)) => format!("service start {} {}", target.service, target.number),
             (FaultKind::BrokerPause, None) => broker(fault, "resume", "infra resume kafka"),
             (FaultKind::Broker, None) => broker(fault, "start", "infra up"),
@@ -101,6 +105,20 @@ fn broker(fault: &Fault, action: &str, single: &str) -> String {
         Some(Broker::Number(number)) => format!("service {action} kafka {number}"),
         _ => single.into(),
     }
+}
+
+/// The sides of the cut `fault` makes, as `scripts/partition` takes them.
+fn cut(fault: &Fault) -> anyhow::Result<String> {
+    Ok(match (fault.kind, fault.target, fault.broker) {
+        (FaultKind::CutBroker, _, Some(Broker::Number(number))) => format!("kafka-{number} kafka"),
+        (FaultKind::CutKafka, Some(target), _) => format!("{target} kafka"),
+        (FaultKind::CutPostgres, Some(target), _) => format!("{target} postgres"),
+        (FaultKind::CutOneWay, Some(target), _) if fault.outbound == Some(true) => {
+            format!("{target} kafka --one-way")
+        }
+        (FaultKind::CutOneWay, Some(target), _) => format!("kafka {target} --one-way"),
+        _ => bail!("no cut for {fault}: which broker or instance is not known"),
+    })
 }
 
 /// Every process of the stack: each instance of each service, the gateway, and the local

@@ -46,6 +46,23 @@ enum Stack {
         #[arg(long, allow_hyphen_values = true)]
         clock_skew_ms: Option<i64>,
     },
+    /// Cuts the network between two parts of a stack started with HOSTS=1, or heals it; with
+    /// neither, lists the cuts in place.
+    Partition {
+        /// One side: parts named as their logs are (order-1, kafka-2, postgres, gateway),
+        /// separated by commas; `kafka` is every broker, a service's name every instance of it.
+        a: Option<String>,
+        /// The other side.
+        #[arg(requires = "a")]
+        b: Option<String>,
+        /// Drops only what goes from A to B.
+        #[arg(long, requires = "b")]
+        one_way: bool,
+        /// Lets through again what the cut between A and B dropped, or every cut without A
+        /// and B.
+        #[arg(long)]
+        heal: bool,
+    },
     /// Kafka and PostgreSQL alone.
     Infra {
         #[command(subcommand)]
@@ -180,6 +197,17 @@ async fn run(command: Stack) -> anyhow::Result<()> {
                 Action::Resume => local.signal(&instance, Signal::SIGCONT),
             }
         }
+        Stack::Partition {
+            a,
+            b,
+            one_way,
+            heal,
+        } => match (a, b) {
+            (Some(a), Some(b)) => local.partition(&a, &b, one_way, heal),
+            (None, None) if heal => local.heal_partitions(),
+            (None, None) => local.list_partitions(),
+            _ => anyhow::bail!("a partition is between two sides: scripts/partition A B"),
+        },
         Stack::Infra { command } => match command {
             Infra::Up => local.infra_up().await,
             Infra::Down => local.infra_down().await,

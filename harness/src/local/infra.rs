@@ -16,6 +16,7 @@ use super::Local;
 use crate::{
     env_or,
     kafka_server::{KafkaServer, Place},
+    network::Network,
     postgres_server::PostgresServer,
     process::{Process, tail},
 };
@@ -29,17 +30,16 @@ impl Local {
     /// controller on 9093, its data in `.local/kafka/`), or three named `kafka-1` to `kafka-3`
     /// (on 9092, 9094 and 9096, their controllers one port above, data in `.local/kafka-N/`).
     pub fn kafka_nodes(&self, size: u32) -> Vec<(String, KafkaServer)> {
-        let name = |id: u32| match size {
-            1 => "kafka".to_string(),
-            _ => format!("kafka-{id}"),
-        };
+        let name = |id: u32| broker_name(size, id);
         let nodes = KafkaServer::cluster(size, |id| {
             let port = KAFKA_PORT + 2 * (id as u16 - 1);
             Ok(Place {
                 dir: self.dir().join(name(id)),
                 log: self.log(&name(id)),
+                host: self.address(&name(id))?,
                 port,
                 controller_port: port + 1,
+                namespace: self.namespace(&name(id)),
             })
         });
         (nodes.unwrap_or_default().into_iter())
@@ -63,12 +63,18 @@ impl Local {
         Ok(wanted.unwrap_or(started))
     }
 
-    /// Whether `BROKERS` asks for another cluster than the one that runs.
-    pub fn brokers_change(&self) -> anyhow::Result<bool> {
-        Ok(match (self.started_brokers(), wanted_brokers()?) {
+    /// Whether `BROKERS` or `HOSTS` asks for another cluster or network than the one that
+    /// runs.
+    pub fn infra_change(&self) -> anyhow::Result<bool> {
+        let brokers = match (self.started_brokers(), wanted_brokers()?) {
             (Some(started), Some(wanted)) => started != wanted && self.any_broker_runs(started),
             _ => false,
-        })
+        };
+        let hosts = match (self.started_hosts(), wanted_hosts()) {
+            (started, Some(wanted)) => started.unwrap_or(false) != wanted && self.infra_runs(),
+            _ => false,
+        };
+        Ok(brokers || hosts)
     }
 
     /// How many brokers the local cluster was started with (`.local/run/brokers`).
@@ -78,7 +84,7 @@ impl Local {
     }
 
     fn any_broker_runs(&self, size: u32) -> bool {
-        (self.kafka_nodes(size).iter()).any(|(name, _)| self.running(name).is_some())
+        (1..=size).any(|id| self.running(&broker_name(size, id)).is_some())
     }
 
     fn brokers_file(&self) -> std::path::PathBuf {
@@ -99,16 +105,83 @@ impl Local {
     pub fn postgres(&self) -> PostgresServer {
         PostgresServer {
             dir: self.dir().join("pg"),
+            host: self
+                .address("postgres")
+                .unwrap_or_else(|_| "127.0.0.1".into()),
             port: POSTGRES_PORT,
             log: self.log("postgres"),
+            namespace: self.namespace("postgres"),
             settings: Vec::new(),
         }
+    }
+
+    /// Whether the stack's parts run on hosts of their own ([`Network::local`]): as the stack
+    /// was started, or as `HOSTS` (1 or 0; 0 unless set) asks when nothing runs.
+    pub fn hosts(&self) -> bool {
+        match (self.started_hosts(), wanted_hosts()) {
+            (Some(started), Some(wanted)) if started != wanted && self.infra_runs() => started,
+            (_, Some(wanted)) => wanted,
+            (started, None) => started.unwrap_or(false),
+        }
+    }
+
+    /// The network of the stack's hosts, if it runs on hosts of its own.
+    pub fn network(&self) -> Option<Network> {
+        self.hosts().then(Network::local)
+    }
+
+    /// The address of a part of the stack (`order-1`, `kafka-2`, `postgres`, `gateway`): its
+    /// host's on a network of its own, or 127.0.0.1.
+    pub fn address(&self, part: &str) -> anyhow::Result<String> {
+        match self.network() {
+            Some(network) => Ok(network.address(part)?.to_string()),
+            None => Ok("127.0.0.1".into()),
+        }
+    }
+
+    /// The network namespace a part runs in, if the stack runs on hosts of its own.
+    pub(super) fn namespace(&self, part: &str) -> Option<String> {
+        self.network().map(|network| network.namespace(part))
+    }
+
+    /// Gives `part` its host on the stack's network, if it runs on one.
+    pub(super) fn place(&self, part: &str) -> anyhow::Result<()> {
+        match self.network() {
+            Some(network) => network.add(part),
+            None => Ok(()),
+        }
+    }
+
+    fn started_hosts(&self) -> Option<bool> {
+        let text = std::fs::read_to_string(self.hosts_file()).ok()?;
+        Some(text.trim() == "1")
+    }
+
+    fn hosts_file(&self) -> std::path::PathBuf {
+        self.dir().join("run/hosts")
+    }
+
+    fn infra_runs(&self) -> bool {
+        let size = self.started_brokers().unwrap_or(1);
+        let postmaster = self.postmaster_pid().map(Process::adopt);
+        self.any_broker_runs(size) || postmaster.is_ok_and(|mut process| process.running())
     }
 
     /// Makes Kafka and PostgreSQL reachable, starting the local ones that are not. PostgreSQL
     /// is set up while the brokers' JVMs start.
     pub async fn infra_up(&self) -> anyhow::Result<()> {
         let mut starting = Vec::new();
+        let hosts = self.hosts();
+        std::fs::create_dir_all(self.dir().join("run"))?;
+        std::fs::write(self.hosts_file(), format!("{}\n", u8::from(hosts)))?;
+        if let Some(network) = self.network() {
+            network.create()?;
+            println!(
+                "network: each part on a host of its own, this machine on {} (scripts/partition \
+                 cuts it)",
+                network.gateway_address()
+            );
+        }
         if let Some(bootstrap) = set("KAFKA_BOOTSTRAP") {
             if !bootstrap.split(',').any(reachable) {
                 bail!("kafka: KAFKA_BOOTSTRAP={bootstrap} does not answer");
@@ -116,7 +189,6 @@ impl Local {
             println!("kafka: up on {bootstrap}");
         } else {
             let size = self.brokers()?;
-            std::fs::create_dir_all(self.dir().join("run"))?;
             std::fs::write(self.brokers_file(), format!("{size}\n"))?;
             for (name, node) in self.kafka_nodes(size) {
                 if let Some(broker) = self.spawn_broker(&name, &node).await? {
@@ -133,14 +205,14 @@ impl Local {
             println!("postgres: up on {server}");
         } else {
             let postgres = self.postgres();
+            let address = format!("{}:{POSTGRES_PORT}", postgres.host);
             if !postgres.running() {
                 port_free(POSTGRES_PORT, "the local PostgreSQL")?;
-                println!(
-                    "postgres: starting on 127.0.0.1:{POSTGRES_PORT} (log .local/logs/postgres.log)"
-                );
+                self.place("postgres")?;
+                println!("postgres: starting on {address} (log .local/logs/postgres.log)");
             }
             postgres.start()?;
-            println!("postgres: up on 127.0.0.1:{POSTGRES_PORT} (cluster .local/pg/data)");
+            println!("postgres: up on {address} (cluster .local/pg/data)");
         }
 
         for (name, node, mut broker) in starting {
@@ -177,6 +249,7 @@ impl Local {
             println!("{name}: formatting .local/{name}/data");
         }
         node.prepare(&KafkaServer::cluster_id(&cluster)).await?;
+        self.place(name)?;
         println!(
             "{name}: starting on {} (log .local/logs/{name}.log)",
             node.bootstrap()
@@ -258,6 +331,12 @@ impl Local {
             postgres.stop()?;
             println!("postgres: stopped");
         }
+        let network = Network::local();
+        if network.exists() {
+            network.remove()?;
+            println!("network: removed");
+        }
+        let _ = std::fs::remove_file(self.hosts_file());
         Ok(())
     }
 
@@ -334,6 +413,19 @@ async fn stopped(name: &str, broker: Process) {
         eprintln!("{name}: {error:#}");
     }
     println!("{name}: stopped");
+}
+
+/// The name of node `id` of a local cluster of `size`: `kafka` alone, or `kafka-N`.
+fn broker_name(size: u32, id: u32) -> String {
+    match size {
+        1 => "kafka".to_string(),
+        _ => format!("kafka-{id}"),
+    }
+}
+
+/// Whether `HOSTS` asks for hosts of their own (1) or none (0), if it is set.
+fn wanted_hosts() -> Option<bool> {
+    set("HOSTS").map(|hosts| hosts != "0")
 }
 
 /// The brokers `BROKERS` asks for, if it is set: 1 or 3.

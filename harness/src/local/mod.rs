@@ -7,6 +7,7 @@
 //! the gateway knows every instance.
 
 pub mod infra;
+pub mod partition;
 pub mod services;
 
 use std::{

@@ -14,7 +14,8 @@ use super::{
     infra::{done, port_free},
 };
 use crate::{
-    ports::{gateway_url, port},
+    network,
+    ports::port,
     process::{Process, START_OR_STOP, tail},
 };
 
@@ -49,7 +50,7 @@ impl Local {
             .iter()
             .any(|name| self.running(name).is_some());
         let reshaped = current.as_ref() != Some(&wanted);
-        if running != Running::Keep && self.brokers_change()? {
+        if running != Running::Keep && self.infra_change()? {
             // Another cluster than the one running: services and brokers start afresh.
             self.stop_services().await?;
             self.infra_down().await?;
@@ -84,7 +85,7 @@ impl Local {
         println!(
             "stack is up ({} build, {instances} instance(s) of each service): gateway on {}",
             wanted.profile,
-            gateway_url()
+            self.url("gateway", 1)?
         );
         Ok(())
     }
@@ -124,14 +125,16 @@ impl Local {
         command
             .env("PORT", listen.to_string())
             .env("KAFKA_BOOTSTRAP", self.bootstrap()?);
+        if std::env::var_os("PG_URL").is_none() {
+            command.env("PG_URL", self.postgres().url());
+        }
         let probe = if name == "gateway" {
             // The gateway spreads requests over every instance of each service.
             let instances = self.stack_env().map_or(1, |env| env.instances);
             for service in SERVICES {
-                let urls: Vec<String> = (1..=instances)
-                    .filter_map(|n| port(service, n))
-                    .map(|port| format!("http://127.0.0.1:{port}"))
-                    .collect();
+                let urls = (1..=instances)
+                    .map(|n| self.url(service, n))
+                    .collect::<anyhow::Result<Vec<String>>>()?;
                 command.env(format!("{}_URL", service.to_uppercase()), urls.join(","));
             }
             "/healthz"
@@ -146,9 +149,11 @@ impl Local {
             None => String::new(),
         };
         let log = self.log(&instance);
+        self.place(&instance)?;
+        let command = network::enter(self.namespace(&instance).as_deref(), command);
         let mut process = Process::spawn(command, &log, true)?;
         self.write_pid(&instance, &process)?;
-        let url = format!("http://127.0.0.1:{listen}{probe}");
+        let url = format!("{}{probe}", self.url(name, n)?);
         if let Err(error) = process
             .answering(&reqwest::Client::new(), &url, &instance)
             .await
@@ -159,10 +164,20 @@ impl Local {
             );
         }
         println!(
-            "{instance} started on :{listen} (pid {}, log .local/logs/{instance}.log{skew})",
+            "{instance} started on {}:{listen} (pid {}, log .local/logs/{instance}.log{skew})",
+            self.address(&instance)?,
             process.id()
         );
         Ok(())
+    }
+
+    /// The base URL of instance `n` of a service or the gateway.
+    pub fn url(&self, name: &str, n: u32) -> anyhow::Result<String> {
+        let port = instance_port(name, n)?;
+        Ok(format!(
+            "http://{}:{port}",
+            self.address(&instance(name, n))?
+        ))
     }
 
     /// SIGTERM: the instance finishes what it started, commits, and exits; it is killed if it

@@ -43,14 +43,14 @@ use futures::{StreamExt, TryStreamExt, stream};
 use harness::{
     api::Order,
     invariants::{self, Invariant, Observed, Outcome, Saga, Violation},
-    kafka_server, ports,
+    kafka_server,
     topic::Topic,
 };
 use loadtest::{
     availability::{self, FaultWindow, Losses},
     gateway::{Gateway, READERS},
     plan::{self, BALANCE, Broker, Fault, FaultKind, Plan, Settings},
-    stack::{self, Scripts},
+    stack::{self, Local, Scripts},
 };
 use rust_decimal::Decimal;
 use tokio::task::JoinSet;
@@ -71,12 +71,12 @@ struct Options {
     /// service instance), kill-for-good (SIGKILL of an instance that stays down until the
     /// load is over), broker, broker-pause (SIGKILL, SIGSTOP of Kafka), postgres (stop -m
     /// immediate), skew (an instance restarted with its clock 2 s ahead or behind, for 10 to
-    /// 30 s); or none.
-    #[arg(
-        long,
-        default_value = "kill,term,pause,kill-for-good,broker,broker-pause,postgres,skew"
-    )]
-    faults: String,
+    /// 30 s); with --hosts: cut-broker (a broker cut off from the other two, on 3 brokers),
+    /// cut-kafka, cut-postgres (an instance cut off from the brokers, from PostgreSQL),
+    /// cut-one-way (an instance's packets to the brokers dropped, or theirs to it); or none.
+    /// Every kind the stack allows unless given.
+    #[arg(long)]
+    faults: Option<String>,
     /// About how many seconds apart faults start (at least one of each kind is planned).
     #[arg(long, default_value_t = 8.0)]
     fault_interval: f64,
@@ -87,6 +87,9 @@ struct Options {
     /// controller, the broker leading the most partitions, and one picked at random).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=3))]
     brokers: u32,
+    /// The stack runs on hosts of its own (HOSTS=1), whose network can be cut.
+    #[arg(long)]
+    hosts: bool,
     /// The seed of the plan (orders and faults); a run with the same seed and options
     /// replays the same inputs. Random unless given.
     #[arg(long)]
@@ -94,9 +97,9 @@ struct Options {
     /// How long to wait, after the last fault, for every saga to end (seconds).
     #[arg(long, default_value_t = 120)]
     settle_timeout: u64,
-    /// The gateway's address.
-    #[arg(long, default_value_t = ports::gateway_url())]
-    gateway: String,
+    /// The gateway's address; the local stack's unless given.
+    #[arg(long)]
+    gateway: Option<String>,
     /// Prints the faults the seed and options plan, with their times and downtimes, and
     /// exits without running anything.
     #[arg(long)]
@@ -115,8 +118,24 @@ async fn main() -> anyhow::Result<ExitCode> {
             .error(ErrorKind::InvalidValue, message)
             .exit()
     };
-    let kinds =
-        plan::parse_kinds(&options.faults).unwrap_or_else(|e| invalid(format!("--faults: {e}")));
+    let fits = |kind: &FaultKind| kind.fits(options.brokers, options.hosts);
+    let kinds = match &options.faults {
+        Some(faults) => {
+            plan::parse_kinds(faults).unwrap_or_else(|e| invalid(format!("--faults: {e}")))
+        }
+        None => FaultKind::ALL.into_iter().filter(fits).collect(),
+    };
+    if let Some(kind) = kinds.iter().find(|kind| !fits(kind)) {
+        invalid(format!(
+            "--faults: {} needs --hosts{}",
+            kind.name(),
+            if *kind == FaultKind::CutBroker {
+                " and --brokers 3"
+            } else {
+                ""
+            }
+        ));
+    }
     if options.sagas == 0 || options.rate <= 0.0 || options.fault_interval <= 0.0 {
         invalid("--sagas, --rate and --fault-interval must be greater than zero".into());
     }
@@ -138,8 +157,13 @@ async fn main() -> anyhow::Result<ExitCode> {
         kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
     };
     println!(
-        "chaos: seed {seed}; replay: scripts/chaos --seed {seed} --sagas {} --rate {} --faults {kinds} --fault-interval {} --instances {} --brokers {}",
-        options.sagas, options.rate, options.fault_interval, options.instances, options.brokers
+        "chaos: seed {seed}; replay: scripts/chaos --seed {seed} --sagas {} --rate {} --faults {kinds} --fault-interval {} --instances {} --brokers {}{}",
+        options.sagas,
+        options.rate,
+        options.fault_interval,
+        options.instances,
+        options.brokers,
+        if options.hosts { " --hosts" } else { "" }
     );
     println!(
         "chaos: {} holders with {BALANCE} points each, {} faults planned",
@@ -157,7 +181,11 @@ async fn main() -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let gateway = Gateway::new(&options.gateway, REQUEST_TIMEOUT)?;
+    let gateway = match &options.gateway {
+        Some(url) => url.clone(),
+        None => Local::new(stack::repo_root()).url("gateway", 1)?,
+    };
+    let gateway = Gateway::new(&gateway, REQUEST_TIMEOUT)?;
     let topic = Topic::of_local_stack()?;
     let marks = {
         let topic = topic.clone();

@@ -37,7 +37,7 @@ use std::{
 use anyhow::Context;
 use clap::{CommandFactory, Parser, ValueEnum, error::ErrorKind};
 use futures::{StreamExt, TryStreamExt, stream};
-use harness::{Servers, ports, topic::Topic};
+use harness::topic::Topic;
 use loadtest::{
     gateway::{Gateway, READERS},
     metrics,
@@ -89,9 +89,9 @@ struct Options {
     /// How long to wait for a rate's sagas to end after its load (seconds).
     #[arg(long, default_value_t = 60)]
     settle_timeout: u64,
-    /// The gateway's address.
-    #[arg(long, default_value_t = ports::gateway_url())]
-    gateway: String,
+    /// The gateway's address; the local stack's unless given.
+    #[arg(long)]
+    gateway: Option<String>,
     /// Where every run's JSON and chart go, relative to the repository.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -184,8 +184,7 @@ impl Bench {
     async fn sagas_ended(&self) -> anyhow::Result<u64> {
         let mut ended = 0.0;
         for n in 1..=self.env.instances {
-            let port = ports::port("deadline", n).context("no port for the deadline service")?;
-            let page = metrics::scrape(&self.http, &format!("http://127.0.0.1:{port}")).await?;
+            let page = metrics::scrape(&self.http, &self.local.url("deadline", n)?).await?;
             for event in ["OrderPlaced", "OrderRejected"] {
                 ended += metrics::sum(&page, "messages_consumed", &[("job", event)]);
             }
@@ -248,14 +247,18 @@ async fn main() -> anyhow::Result<()> {
         println!("warning: {warning}");
     }
 
-    let pg_url = Servers::from_env().postgres;
+    let pg_url = harness::env_or("PG_URL", &local.postgres().url());
+    let gateway = match &options.gateway {
+        Some(url) => url.clone(),
+        None => local.url("gateway", 1)?,
+    };
     let stats = PgPoolOptions::new()
         .max_connections(1)
         .connect(&format!("{pg_url}/postgres"))
         .await
         .context("cannot connect to PostgreSQL (PG_URL)")?;
     let bench = Bench {
-        gateway: Gateway::new(&options.gateway, Duration::from_secs(15))?,
+        gateway: Gateway::new(&gateway, Duration::from_secs(15))?,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()

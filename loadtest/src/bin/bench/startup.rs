@@ -11,8 +11,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use harness::ports;
+use anyhow::bail;
 use loadtest::procfs;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -32,7 +31,6 @@ pub async fn measure(bench: &Bench) -> anyhow::Result<Vec<Startup>> {
     let mut figures = Vec::new();
     for (service, n) in bench.instances() {
         let name = instance_name(service, n);
-        let port = ports::port(service, n).with_context(|| format!("no port for {name}"))?;
         let path = if service == "gateway" {
             "/healthz"
         } else {
@@ -42,7 +40,7 @@ pub async fn measure(bench: &Bench) -> anyhow::Result<Vec<Startup>> {
             .scripts
             .run(&format!("service stop {service} {n}"))
             .await?;
-        let url = format!("http://127.0.0.1:{port}{path}");
+        let url = format!("{}{path}", bench.local.url(service, n)?);
         let start = format!("service start {service} {n}");
         let (ready_at, started) = tokio::join!(ready(&bench.http, &url), bench.scripts.run(&start));
         started?;
