@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use harness::{
     kafka_server::{KafkaServer, Place},
+    network::Network,
     ports::free_port,
     postgres_server::PostgresServer,
     process::Process,
@@ -49,6 +50,8 @@ impl Crashable for PrivatePostgres {
 /// calls without a node number act on node 1, the only one of a single broker.
 pub struct PrivateKafka {
     nodes: Vec<(KafkaServer, Option<Process>)>,
+    /// The network its nodes have their hosts on, if not this machine's loopback.
+    network: Option<Network>,
 }
 
 impl PrivateKafka {
@@ -59,6 +62,24 @@ impl PrivateKafka {
 
     /// A cluster of `size` nodes, formatted afresh; returns once every node serves requests.
     pub async fn cluster(name: &str, size: u32) -> anyhow::Result<PrivateKafka> {
+        PrivateKafka::start_cluster(name, size, None).await
+    }
+
+    /// A cluster of `size` nodes, each on a host of its own (`kafka-N`) of `network`, whose
+    /// links [`cut`](Self::cut) can break; the network is removed with the cluster.
+    pub async fn cluster_on(
+        name: &str,
+        size: u32,
+        network: Network,
+    ) -> anyhow::Result<PrivateKafka> {
+        PrivateKafka::start_cluster(name, size, Some(network)).await
+    }
+
+    async fn start_cluster(
+        name: &str,
+        size: u32,
+        network: Option<Network>,
+    ) -> anyhow::Result<PrivateKafka> {
         let dir = fresh_dir(&format!("kafka-{name}"))?;
         let mut taken = Vec::new();
         let servers = KafkaServer::cluster(size, |id| {
@@ -66,15 +87,25 @@ impl PrivateKafka {
             taken.push(port);
             let controller_port = free_port(&taken)?;
             taken.push(controller_port);
-            Ok(Place::local(
+            let mut place = Place::local(
                 dir.join(format!("node-{id}")),
                 dir.join(format!("node-{id}.log")),
                 port,
                 controller_port,
-            ))
+            );
+            if let Some(network) = &network {
+                let host = format!("kafka-{id}");
+                network.add(&host)?;
+                place.host = network.address(&host)?.to_string();
+                place.namespace = Some(network.namespace(&host));
+            }
+            Ok(place)
         })?;
         let cluster_id = KafkaServer::cluster_id(&servers);
-        let mut kafka = PrivateKafka { nodes: Vec::new() };
+        let mut kafka = PrivateKafka {
+            nodes: Vec::new(),
+            network,
+        };
         for server in servers {
             server.prepare(&cluster_id).await?;
             let process = server.spawn(false)?;
@@ -139,6 +170,28 @@ impl PrivateKafka {
         server.ready(process, &[("ready", 1)]).await
     }
 
+    /// Drops every packet between node `node` and the other nodes, both ways; clients still
+    /// reach it. Only for a cluster on a network of its own.
+    pub fn cut(&self, node: u32) -> anyhow::Result<()> {
+        let (network, alone, others) = self.sides(node)?;
+        network.cut(&alone, &others, false)
+    }
+
+    /// Lets through again what [`cut`](Self::cut) of `node` dropped.
+    pub fn heal(&self, node: u32) -> anyhow::Result<()> {
+        let (network, alone, others) = self.sides(node)?;
+        network.heal(&alone, &others, false)
+    }
+
+    fn sides(&self, node: u32) -> anyhow::Result<(&Network, Vec<String>, Vec<String>)> {
+        let network = (self.network.as_ref()).context("the cluster runs on loopback")?;
+        let others = (1..=self.nodes.len() as u32)
+            .filter(|id| *id != node)
+            .map(|id| format!("kafka-{id}"))
+            .collect();
+        Ok((network, vec![format!("kafka-{node}")], others))
+    }
+
     fn node(&mut self, node: u32) -> anyhow::Result<&mut (KafkaServer, Option<Process>)> {
         let index = usize::try_from(node)?.checked_sub(1);
         index
@@ -155,6 +208,11 @@ impl Drop for PrivateKafka {
                 let _ = process.kill();
             }
             remove_keeping_log(&server.dir, &server.log);
+        }
+        if let Some(network) = &self.network
+            && let Err(error) = network.remove()
+        {
+            eprintln!("cannot remove the cluster's network: {error:#}");
         }
     }
 }

@@ -38,9 +38,15 @@ impl Network {
     /// The network of the scripts' stack (`HOSTS=1`): namespaces `saga-NAME`, bridge `saga-br`,
     /// addresses in 10.77.0.0/24.
     pub fn local() -> Network {
+        Network::new("saga", [10, 77, 0])
+    }
+
+    /// A network whose namespaces, veth pairs and bridge are named after `prefix` (a few
+    /// letters), with addresses in `subnet`.0/24.
+    pub fn new(prefix: &str, subnet: [u8; 3]) -> Network {
         Network {
-            prefix: "saga".into(),
-            subnet: [10, 77, 0],
+            prefix: prefix.into(),
+            subnet,
         }
     }
 

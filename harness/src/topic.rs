@@ -122,6 +122,16 @@ impl Topic {
             .with_context(|| format!("no partition of {} has a leader", self.name))
     }
 
+    /// Whether every partition of the topic has a leader and every replica in sync.
+    pub fn fully_replicated(&self) -> anyhow::Result<bool> {
+        let metadata = self
+            .consumer()?
+            .fetch_metadata(Some(&self.name), TIMEOUT)
+            .with_context(|| format!("cannot read the metadata of {}", self.name))?;
+        let mut partitions = metadata.topics().iter().flat_map(|t| t.partitions());
+        Ok(partitions.all(|p| p.leader() >= 0 && p.isr().len() == p.replicas().len()))
+    }
+
     fn ends_with(&self, consumer: &BaseConsumer) -> anyhow::Result<Marks> {
         let metadata = consumer
             .fetch_metadata(Some(&self.name), TIMEOUT)

@@ -201,6 +201,32 @@ pub enum Broker {
     Leader,
 }
 
+impl Broker {
+    /// As `--target-broker` takes it.
+    pub fn arg(self) -> String {
+        match self {
+            Broker::Controller => "controller".into(),
+            Broker::Leader => "leader".into(),
+            Broker::Number(number) => number.to_string(),
+        }
+    }
+}
+
+impl FromStr for Broker {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Self> {
+        match text {
+            "controller" => Ok(Broker::Controller),
+            "leader" => Ok(Broker::Leader),
+            number => match number.parse() {
+                Ok(number @ 1..=3) => Ok(Broker::Number(number)),
+                _ => bail!("not a broker: {text:?} (controller, leader, or 1 to 3)"),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
     pub kind: FaultKind,
@@ -278,6 +304,10 @@ pub struct Settings {
     pub window: Duration,
     /// About how often a fault starts.
     pub fault_interval: Duration,
+    /// How long every fault lasts, instead of a random time for its kind.
+    pub downtime: Option<Duration>,
+    /// The broker every broker fault hits, instead of taking turns.
+    pub broker: Option<Broker>,
 }
 
 #[derive(Debug, Clone)]
@@ -342,11 +372,12 @@ fn faults(rng: &mut StdRng, settings: &Settings) -> Vec<Fault> {
         });
         let broker = (settings.brokers > 1 && kind.hits_a_broker()).then(|| {
             broker_faults += 1;
-            match broker_faults % 3 {
+            let turn = match broker_faults % 3 {
                 1 => Broker::Controller,
                 2 => Broker::Leader,
                 _ => Broker::Number(rng.random_range(1..=settings.brokers)),
-            }
+            };
+            settings.broker.unwrap_or(turn)
         });
         let skew_ms =
             (kind == FaultKind::Skew).then(|| if rng.random_bool(0.5) { SKEW } else { -SKEW });
@@ -354,6 +385,9 @@ fn faults(rng: &mut StdRng, settings: &Settings) -> Vec<Fault> {
         let at = slot * (i as f64 + rng.random_range(0.25..0.75));
         let (shortest, longest) = kind.downtime_ms();
         let mut downtime = Duration::from_millis(rng.random_range(shortest..=longest));
+        if let Some(fixed) = settings.downtime {
+            downtime = fixed;
+        }
         if let (FaultKind::KillForGood, Some(target)) = (kind, target) {
             services.retain(|service| *service != target.service);
             downtime = settings.window.saturating_sub(Duration::from_secs_f64(at));
@@ -383,6 +417,8 @@ mod tests {
             brokers: 1,
             window: Duration::from_secs(100),
             fault_interval: Duration::from_secs(4),
+            downtime: None,
+            broker: None,
         }
     }
 
@@ -520,6 +556,72 @@ mod tests {
                 }
             )
         );
+    }
+
+    #[test]
+    fn cuts_need_hosts_and_a_broker_cut_off_needs_other_brokers() {
+        let cuts = [
+            FaultKind::CutBroker,
+            FaultKind::CutKafka,
+            FaultKind::CutPostgres,
+            FaultKind::CutOneWay,
+        ];
+        for kind in FaultKind::ALL {
+            assert_eq!(kind.fits(1, false), !cuts.contains(&kind), "{kind:?}");
+            assert!(kind.fits(3, true), "{kind:?}");
+        }
+        assert!(!FaultKind::CutBroker.fits(1, true));
+        assert!(FaultKind::CutKafka.fits(1, true));
+    }
+
+    #[test]
+    fn a_one_way_cut_drops_one_direction_between_an_instance_and_the_brokers() {
+        let plan = Plan::from_seed(
+            12,
+            &Settings {
+                brokers: 3,
+                ..settings(&[FaultKind::CutOneWay, FaultKind::CutBroker])
+            },
+        );
+        let one_way: Vec<&Fault> = (plan.faults.iter())
+            .filter(|f| f.kind == FaultKind::CutOneWay)
+            .collect();
+        let directions: Vec<bool> = one_way.iter().filter_map(|f| f.outbound).collect();
+        assert_eq!(directions.len(), one_way.len());
+        assert!(directions.contains(&true) && directions.contains(&false));
+        for fault in one_way {
+            let target = fault.target.expect("an instance").to_string();
+            let expected = match fault.outbound {
+                Some(true) => format!("{target} -> Kafka dropped"),
+                _ => format!("Kafka -> {target} dropped"),
+            };
+            assert_eq!(fault.to_string(), expected);
+        }
+        let cut_off = (plan.faults.iter()).find(|f| f.kind == FaultKind::CutBroker);
+        assert!(cut_off.is_some_and(|f| f.broker.is_some() && f.target.is_none()));
+    }
+
+    #[test]
+    fn a_fixed_downtime_and_target_broker_replace_the_random_ones() {
+        let fixed = Settings {
+            brokers: 3,
+            downtime: Some(Duration::from_secs(10)),
+            broker: Some(Broker::Leader),
+            ..settings(&[FaultKind::Broker, FaultKind::Pause])
+        };
+        let plan = Plan::from_seed(13, &fixed);
+        assert!(
+            plan.faults
+                .iter()
+                .all(|f| f.downtime == Duration::from_secs(10))
+        );
+        let brokers = plan.faults.iter().filter_map(|f| f.broker);
+        assert!(brokers.clone().count() > 1);
+        assert!(brokers.into_iter().all(|b| b == Broker::Leader));
+        assert_eq!("controller".parse::<Broker>().unwrap(), Broker::Controller);
+        assert_eq!("2".parse::<Broker>().unwrap(), Broker::Number(2));
+        assert!("4".parse::<Broker>().is_err());
+        assert_eq!(Broker::Number(3).arg(), "3");
     }
 
     #[test]

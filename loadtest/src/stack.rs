@@ -155,3 +155,54 @@ pub fn processes(local: &Local, env: &StackEnv) -> anyhow::Result<Vec<Process>> 
     }
     Ok(processes)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::plan::Instance;
+
+    fn fault(kind: FaultKind, broker: Option<Broker>, outbound: Option<bool>) -> Fault {
+        Fault {
+            kind,
+            target: (kind != FaultKind::CutBroker).then_some(Instance {
+                service: "order",
+                number: 2,
+            }),
+            broker,
+            skew_ms: None,
+            outbound,
+            at: Duration::ZERO,
+            downtime: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn each_cut_names_its_sides_as_scripts_partition_takes_them() {
+        let cuts = [
+            (
+                fault(FaultKind::CutBroker, Some(Broker::Number(3)), None),
+                "kafka-3 kafka",
+            ),
+            (fault(FaultKind::CutKafka, None, None), "order-2 kafka"),
+            (
+                fault(FaultKind::CutPostgres, None, None),
+                "order-2 postgres",
+            ),
+            (
+                fault(FaultKind::CutOneWay, None, Some(true)),
+                "order-2 kafka --one-way",
+            ),
+            (
+                fault(FaultKind::CutOneWay, None, Some(false)),
+                "kafka order-2 --one-way",
+            ),
+        ];
+        for (fault, sides) in cuts {
+            assert_eq!(cut(&fault).unwrap(), sides, "{fault}");
+        }
+        // The active controller must be found by number first.
+        assert!(cut(&fault(FaultKind::CutBroker, Some(Broker::Controller), None)).is_err());
+    }
+}

@@ -28,6 +28,15 @@ pub fn settings(config: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig
     // librdkafka waits up to 10 s between reconnects by default: after a broker restart, clients
     // would come back that much later than the broker.
     client.set("reconnect.backoff.max.ms", "1000");
+    // When a broker of a cluster dies, stalls or is cut off, the controller moves the leadership
+    // of its partitions to the others within about 2 s (kafka/server.properties); clients must
+    // follow within the saga's deadline. A request unanswered for 2 s fails (60 s by default),
+    // so that a client gives up on a stalled broker, and clients read the partitions' leaders
+    // every second (every 5 minutes by default), so that they find the new ones even when the
+    // old one never answers. Measured at 200 sagas/s on three brokers: the busiest leader
+    // paused for 10 s cost 395 sagas before, 0 or 1 after; killed for good, 84 before, 0 after.
+    client.set("socket.timeout.ms", "2000");
+    client.set("topic.metadata.refresh.interval.ms", "1000");
     for (key, value) in defaults {
         client.set(*key, *value);
     }
@@ -177,6 +186,9 @@ fn create_producer(config: &KafkaConfig) -> anyhow::Result<FutureProducer> {
             // A send not acknowledged by the saga's deadline (5 s by default) is given up and
             // retried on a fresh producer: waiting longer only holds up the relay.
             ("message.timeout.ms", "5000"),
+            // How long a broker may wait for the in-sync replicas before answering (30 s by
+            // default); a send that timed out is retried, on the new leader if there is one.
+            ("request.timeout.ms", "2000"),
         ],
     )
     .create()

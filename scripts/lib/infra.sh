@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # What Kafka and PostgreSQL run from, installed where it is missing. Starting, stopping and
 # crashing them is the stack tool's job (harness/src/local/infra.rs, through scripts/infra).
-#   infra_provision  Java and Maven, the broker's jars, PostgreSQL's server; a Debian cluster
+#   infra_provision  Java and Maven, the broker's jars, PostgreSQL's server, iproute2 and
+#                    iptables (hosts of their own: HOSTS=1, the partition test); a Debian cluster
 #                    holding port 5432 is stopped
 #   kafka_jars       the broker's jars alone (the Docker images copy them too)
 # A server named by KAFKA_BOOTSTRAP or PG_URL needs nothing installed here.
@@ -30,6 +31,7 @@ kafka_jars() {
 }
 
 infra_provision() {
+  need_commands ip=iproute2 iptables=iptables
   if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
     need_commands java=openjdk-17-jre-headless
     kafka_jars

@@ -19,11 +19,15 @@ use crate::{
     network::Network,
     postgres_server::PostgresServer,
     process::{Process, tail},
+    topic::Topic,
+    wait::wait_until,
 };
 
 /// The first broker's port; broker N listens 2 × (N − 1) above it, its controller one above.
 const KAFKA_PORT: u16 = 9092;
 const POSTGRES_PORT: u16 = 5432;
+/// How long a broker restarted in a cluster may take to catch up with the others.
+const CATCH_UP: Duration = Duration::from_secs(90);
 
 impl Local {
     /// The nodes of the local Kafka cluster of `size`: one broker named `kafka` (on 9092, its
@@ -269,12 +273,41 @@ impl Local {
         Ok(nodes.swap_remove(number as usize - 1))
     }
 
-    /// Starts broker `number` on its data and waits until it serves.
+    /// Starts broker `number` on its data and waits until it serves and, in a cluster, until
+    /// it has caught up with every partition of the saga topic: until then, the cluster would
+    /// not survive losing another broker.
     pub async fn start_broker(&self, number: u32) -> anyhow::Result<()> {
         let (name, node) = self.broker(number)?;
         if let Some(mut broker) = self.spawn_broker(&name, &node).await? {
             broker_ready(&name, &node, &mut broker).await?;
         }
+        if self.brokers()? == 1 {
+            return Ok(());
+        }
+        let topic = Topic {
+            bootstrap: self.bootstrap()?,
+            name: env_or("KAFKA_TOPIC", "choreography.deadline"),
+        };
+        let since = std::time::Instant::now();
+        let caught_up = wait_until(CATCH_UP, || {
+            let topic = topic.clone();
+            async move {
+                let replicated = tokio::task::spawn_blocking(move || topic.fully_replicated());
+                replicated.await.ok()?.ok()?.then_some(())
+            }
+        })
+        .await;
+        if caught_up.is_err() {
+            bail!(
+                "{name}: some replica of {} is still out of sync after {CATCH_UP:?}",
+                topic.name
+            );
+        }
+        println!(
+            "{name}: every replica of {} in sync ({:.1} s)",
+            topic.name,
+            since.elapsed().as_secs_f64()
+        );
         Ok(())
     }
 

@@ -80,6 +80,13 @@ struct Options {
     /// About how many seconds apart faults start (at least one of each kind is planned).
     #[arg(long, default_value_t = 8.0)]
     fault_interval: f64,
+    /// The broker every broker fault hits on 3 brokers: controller (the active one), leader
+    /// (of the most partitions), or its number; they take turns unless given.
+    #[arg(long)]
+    target_broker: Option<Broker>,
+    /// How long every fault lasts, in seconds (a random time for its kind unless given).
+    #[arg(long)]
+    downtime: Option<f64>,
     /// Instances of each service in the stack.
     #[arg(long, default_value_t = 2)]
     instances: u32,
@@ -136,8 +143,16 @@ async fn main() -> anyhow::Result<ExitCode> {
             }
         ));
     }
-    if options.sagas == 0 || options.rate <= 0.0 || options.fault_interval <= 0.0 {
-        invalid("--sagas, --rate and --fault-interval must be greater than zero".into());
+    if options.sagas == 0
+        || options.rate <= 0.0
+        || options.fault_interval <= 0.0
+        || options.downtime.is_some_and(|downtime| downtime < 0.0)
+    {
+        invalid(
+            "--sagas, --rate and --fault-interval must be greater than zero, --downtime not \
+             negative"
+                .into(),
+        );
     }
     let seed = options.seed.unwrap_or_else(rand::random);
     let plan = Plan::from_seed(
@@ -149,6 +164,8 @@ async fn main() -> anyhow::Result<ExitCode> {
             brokers: options.brokers,
             window: Duration::from_secs_f64(options.sagas as f64 / options.rate),
             fault_interval: Duration::from_secs_f64(options.fault_interval),
+            downtime: options.downtime.map(Duration::from_secs_f64),
+            broker: options.target_broker,
         },
     );
     let kinds = if kinds.is_empty() {
@@ -157,13 +174,18 @@ async fn main() -> anyhow::Result<ExitCode> {
         kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
     };
     println!(
-        "chaos: seed {seed}; replay: scripts/chaos --seed {seed} --sagas {} --rate {} --faults {kinds} --fault-interval {} --instances {} --brokers {}{}",
+        "chaos: seed {seed}; replay: scripts/chaos --seed {seed} --sagas {} --rate {} --faults {kinds} --fault-interval {} --instances {} --brokers {}{}{}{}",
         options.sagas,
         options.rate,
         options.fault_interval,
         options.instances,
         options.brokers,
-        if options.hosts { " --hosts" } else { "" }
+        if options.hosts { " --hosts" } else { "" },
+        (options.downtime).map_or(String::new(), |downtime| format!(" --downtime {downtime}")),
+        (options.target_broker).map_or(String::new(), |broker| format!(
+            " --target-broker {}",
+            broker.arg()
+        ))
     );
     println!(
         "chaos: {} holders with {BALANCE} points each, {} faults planned",
