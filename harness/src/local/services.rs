@@ -50,6 +50,12 @@ impl Local {
             .iter()
             .any(|name| self.running(name).is_some());
         let reshaped = current.as_ref() != Some(&wanted);
+        if running == Running::Keep && self.infra_change()? {
+            bail!(
+                "the local Kafka or network runs otherwise than BROKERS or HOSTS asks: \
+                 scripts/down first"
+            );
+        }
         if running != Running::Keep && self.infra_change()? {
             // Another cluster than the one running: services and brokers start afresh.
             self.stop_services().await?;
