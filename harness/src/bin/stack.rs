@@ -93,6 +93,8 @@ enum Infra {
     Status,
     /// Prints Kafka's bootstrap list, as the services and tools take it.
     Bootstrap,
+    /// Prints PostgreSQL's server URL, as `PG_URL` takes it.
+    PostgresUrl,
     /// A crash: SIGKILL of the broker, or PostgreSQL stopped with `pg_ctl stop -m immediate`.
     Kill {
         server: Server,
@@ -214,6 +216,10 @@ async fn run(command: Stack) -> anyhow::Result<()> {
             Infra::Status => local.infra_status(),
             Infra::Bootstrap => {
                 println!("{}", local.bootstrap()?);
+                Ok(())
+            }
+            Infra::PostgresUrl => {
+                println!("{}", harness::env_or("PG_URL", &local.postgres().url()));
                 Ok(())
             }
             Infra::Kill {
