@@ -16,6 +16,8 @@ use std::{net::Ipv4Addr, process::Command};
 
 use anyhow::{Context, bail};
 
+use crate::process::run;
+
 pub struct Network {
     /// What its namespaces, veth pairs and bridge are named after.
     prefix: String,
@@ -91,7 +93,7 @@ impl Network {
 
     /// The namespaces of this network that exist, by part.
     pub fn parts(&self) -> Vec<String> {
-        let listed = output(Command::new("ip").args(["netns", "list"])).unwrap_or_default();
+        let listed = run(Command::new("ip").args(["netns", "list"])).unwrap_or_default();
         let own = format!("{}-", self.prefix);
         let mut parts: Vec<String> = listed
             .lines()
@@ -180,7 +182,7 @@ impl Network {
         };
         let mut cuts = Vec::new();
         for part in &parts {
-            let rules = output(&mut self.iptables(part, &["-S"])).unwrap_or_default();
+            let rules = run(&mut self.iptables(part, &["-S"])).unwrap_or_default();
             let dropped = |prefix: &str| -> Vec<String> {
                 (rules.lines())
                     .filter_map(|line| line.strip_prefix(prefix)?.split('/').next())
@@ -243,7 +245,7 @@ impl Network {
         if !self.parts().iter().any(|known| known == part) {
             bail!("{part} is not on the network (is the stack up with HOSTS=1?)");
         }
-        run(&mut self.iptables(part, args))
+        run(&mut self.iptables(part, args)).map(drop)
     }
 
     fn iptables(&self, part: &str, args: &[&str]) -> Command {
@@ -276,26 +278,6 @@ pub fn enter(namespace: Option<&str>, command: Command) -> Command {
         };
     }
     inside
-}
-
-/// Runs `command` to its end; an error with what it printed if it failed.
-fn run(command: &mut Command) -> anyhow::Result<()> {
-    output(command).map(drop)
-}
-
-fn output(command: &mut Command) -> anyhow::Result<String> {
-    let output = command
-        .output()
-        .with_context(|| format!("cannot run {:?}", command.get_program()))?;
-    if !output.status.success() {
-        bail!(
-            "{:?} failed ({}): {}",
-            command,
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 #[cfg(test)]

@@ -194,6 +194,25 @@ impl Process {
 }
 
 /// The last `lines` lines of a log, for an error message.
+/// Runs a short command to its end and returns what it printed; an error with its output if it
+/// failed.
+pub fn run(command: &mut std::process::Command) -> anyhow::Result<String> {
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {:?}", command.get_program()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        bail!(
+            "{:?} failed ({}): {}{}",
+            command,
+            output.status,
+            stdout.trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(stdout)
+}
+
 pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
