@@ -226,6 +226,10 @@ impl Network {
         to: &[String],
         one_way: bool,
     ) -> anyhow::Result<()> {
+        let parts = self.parts();
+        if let Some(missing) = from.iter().find(|part| !parts.contains(part)) {
+            bail!("{missing} is not on the network (is the stack up with HOSTS=1?)");
+        }
         for a in from {
             for b in to {
                 if a == b {
@@ -241,10 +245,8 @@ impl Network {
         Ok(())
     }
 
+    /// Changes the firewall of `part`, which must be on the network.
     fn firewall(&self, part: &str, args: &[&str]) -> anyhow::Result<()> {
-        if !self.parts().iter().any(|known| known == part) {
-            bail!("{part} is not on the network (is the stack up with HOSTS=1?)");
-        }
         run(&mut self.iptables(part, args)).map(drop)
     }
 
