@@ -13,6 +13,8 @@ use harness::{
     ports::free_port,
     postgres_server::PostgresServer,
     process::Process,
+    topic::Topic,
+    wait::{SETTLE, wait_until},
 };
 use nix::sys::signal::Signal;
 
@@ -181,6 +183,34 @@ impl PrivateKafka {
     pub fn heal(&self, node: u32) -> anyhow::Result<()> {
         let (network, alone, others) = self.sides(node)?;
         network.heal(&alone, &others, false)
+    }
+
+    /// Waits until every replica of every partition of `topic` is in sync again (after a node
+    /// came back or a cut healed), as every node sees it: a node back from a cut answers with
+    /// what it knew before until it has caught up, and a reader asking it would stop short.
+    pub async fn in_sync(&self, topic: &str) -> anyhow::Result<()> {
+        let topics: Vec<Topic> = (self.nodes.iter())
+            .map(|(server, _)| Topic {
+                bootstrap: server.bootstrap(),
+                name: topic.to_string(),
+            })
+            .collect();
+        wait_until(SETTLE, || {
+            let topics = topics.clone();
+            async move {
+                let layouts = tokio::task::spawn_blocking(move || {
+                    (topics.iter())
+                        .map(Topic::layout)
+                        .collect::<anyhow::Result<Vec<_>>>()
+                });
+                let layouts = layouts.await.ok()?.ok()?;
+                let replicated =
+                    (layouts[0].iter()).all(|&(_, leader, isr, all)| leader >= 0 && isr == all);
+                (replicated && layouts.iter().all(|layout| *layout == layouts[0])).then_some(())
+            }
+        })
+        .await
+        .with_context(|| format!("{topic} is still out of sync after {SETTLE:?}"))
     }
 
     fn sides(&self, node: u32) -> anyhow::Result<(&Network, Vec<String>, Vec<String>)> {

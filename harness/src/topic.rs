@@ -124,12 +124,24 @@ impl Topic {
 
     /// Whether every partition of the topic has a leader and every replica in sync.
     pub fn fully_replicated(&self) -> anyhow::Result<bool> {
+        let layout = self.layout()?;
+        Ok((layout.iter())
+            .all(|&(_, leader, in_sync, replicas)| leader >= 0 && in_sync == replicas))
+    }
+
+    /// Each partition's id, leader, in-sync replicas and replicas, as the broker asked sees them
+    /// (a broker cut off from the others sees what it knew last).
+    pub fn layout(&self) -> anyhow::Result<Vec<(i32, i32, usize, usize)>> {
         let metadata = self
             .consumer()?
             .fetch_metadata(Some(&self.name), TIMEOUT)
             .with_context(|| format!("cannot read the metadata of {}", self.name))?;
-        let mut partitions = metadata.topics().iter().flat_map(|t| t.partitions());
-        Ok(partitions.all(|p| p.leader() >= 0 && p.isr().len() == p.replicas().len()))
+        let partitions = metadata.topics().iter().flat_map(|t| t.partitions());
+        let mut layout: Vec<_> = partitions
+            .map(|p| (p.id(), p.leader(), p.isr().len(), p.replicas().len()))
+            .collect();
+        layout.sort();
+        Ok(layout)
     }
 
     fn ends_with(&self, consumer: &BaseConsumer) -> anyhow::Result<Marks> {
